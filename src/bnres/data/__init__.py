@@ -1,0 +1,18 @@
+"""Lightning data modules over in-memory tensors."""
+
+from bnres.data.base import InMemoryDataModule
+from bnres.data.mnist5k import MNIST5kDataModule
+from bnres.data.synthetic import SyntheticDataModule
+from bnres.data.torchvision_sets import TORCHVISION_SETS, DataSetMissing, TorchvisionDataModule
+
+DATA_NAMES = ("mnist5k", *TORCHVISION_SETS, "synthetic")
+
+__all__ = [
+    "DATA_NAMES",
+    "DataSetMissing",
+    "InMemoryDataModule",
+    "MNIST5kDataModule",
+    "SyntheticDataModule",
+    "TORCHVISION_SETS",
+    "TorchvisionDataModule",
+]

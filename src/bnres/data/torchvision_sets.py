@@ -1,0 +1,72 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision, loaded from a local folder.
+
+Nothing is downloaded unless the user allows it (``data.download=true``); a missing data set
+offline is a one-line error that says how to get it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bnres.data.base import InMemoryDataModule
+
+# name -> (torchvision class name, channels, size, classes)
+TORCHVISION_SETS = {
+    "mnist": ("MNIST", 1, 28, 10),
+    "fashion_mnist": ("FashionMNIST", 1, 28, 10),
+    "cifar10": ("CIFAR10", 3, 32, 10),
+}
+
+
+class DataSetMissing(RuntimeError):
+    """The data set is not in the data folder and downloading was not allowed."""
+
+
+class TorchvisionDataModule(InMemoryDataModule):
+    def __init__(self, name: str = "mnist", data_dir: str = "data", download: bool = False, val_size: int = 5000, **kwargs) -> None:
+        if name not in TORCHVISION_SETS:
+            raise ValueError(f"data.name={name!r} is not one of {', '.join(TORCHVISION_SETS)}")
+        self.name = name
+        _, self.native_channels, self.native_size, self.native_classes = TORCHVISION_SETS[name]
+        super().__init__(name=name, val_size=val_size, **kwargs)
+        self.data_dir = str(data_dir)
+        self.download = download
+
+    def _dataset(self, train: bool):
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, TORCHVISION_SETS[self.name][0])
+        try:
+            return cls(self.data_dir, train=train, download=False)
+        except RuntimeError as err:
+            if "not found" not in str(err).lower() and "corrupted" not in str(err).lower():
+                raise
+            where = Path(self.data_dir).resolve()
+            raise DataSetMissing(
+                f"{self.name} is not in {where} (or is incomplete); rerun with data.download=true to download it "
+                f"there (needs internet), or copy torchvision's {self.name} files into that folder "
+                f"(set the folder with paths.data_dir=... or BNRES_DATA_DIR)"
+            ) from None
+
+    def prepare_data(self) -> None:
+        # runs on one process per node before setup(): the only place that may download
+        if not self.download:
+            return
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, TORCHVISION_SETS[self.name][0])
+        for train in (True, False):
+            cls(self.data_dir, train=train, download=True)
+
+    def load(self):
+        out = {}
+        for split, train in (("train", True), ("test", False)):
+            ds = self._dataset(train)
+            x = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))
+            x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # N×H×W or N×H×W×C → N×C×H×W
+            y = torch.as_tensor(ds.targets, dtype=torch.long)
+            out[split] = (x, y)
+        return out

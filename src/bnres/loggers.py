@@ -1,0 +1,49 @@
+"""Loggers for a run: W&B (offline unless the user says otherwise), CSV, or none."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+def finish_active_wandb_run() -> None:
+    """A second ``wandb.init`` in one process silently returns the active run, and
+    ``WandbLogger`` reuses it: finish any run left over (e.g. by an earlier sweep job)."""
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def build_loggers(logger_cfg: DictConfig | None, group: str | None, name: str | None) -> list[Any]:
+    """Instantiate every logger in the ``logger`` group; W&B gets the sweep as group and a run
+    name from the job's overrides unless the config sets them."""
+    loggers = []
+    if not logger_cfg:
+        return loggers
+    for key, conf in logger_cfg.items():
+        if conf is None or "_target_" not in conf:
+            continue
+        conf = conf.copy()
+        if "WandbLogger" in conf._target_:
+            finish_active_wandb_run()
+            with open_dict(conf):
+                if conf.get("group") is None:
+                    conf.group = group
+                if conf.get("name") is None:
+                    conf.name = name
+        loggers.append(instantiate(conf, _convert_="all"))
+    return loggers
+
+
+def wandb_loggers(loggers: list[Any]) -> list[Any]:
+    from pytorch_lightning.loggers import WandbLogger
+
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]

@@ -1,0 +1,234 @@
+"""The named networks (the Hydra ``model`` configs' ``_target_``s) and their argument checks.
+
+Every builder takes the same BN knobs; all arguments are keyword-only and checked before anything is built.
+Each returns an ``nn.Module`` mapping (N, in_channels, image_size, image_size) floats to (N, num_classes)
+logits, with ``input_shape = (in_channels, image_size, image_size)`` set on it.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from ._checks import (
+    ACTIVATIONS,
+    STEMS,
+    check_bn_args,
+    check_choice,
+    check_int,
+    check_io,
+    check_no_residual_placement,
+)
+from .lenet import MIN_IMAGE_SIZE as LENET_MIN_IMAGE_SIZE
+from .lenet import LeNet
+from .mlp import MLP
+from .resnet import ResNet
+
+MODEL_NAMES = ("lenet", "mlp", "resnet18", "resnet34", "plain18", "plain34", "resnet_cifar", "plain_cifar")
+
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+CIFAR_WIDTHS = (16, 32, 64)
+CIFAR_DEPTH_HINT = "8, 14, 20, 32, 44, 56, 110, ..."
+
+
+def _tag(model: nn.Module, in_channels: int, image_size: int) -> nn.Module:
+    model.input_shape = (in_channels, image_size, image_size)
+    return model
+
+
+def lenet(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    activation: str = "sigmoid",
+) -> LeNet:
+    """LeNet-5 of the BN chapter (see :class:`LeNet`); ``activation`` sigmoid | relu; image_size >= 16."""
+    args = validate_model_args("lenet", **locals())
+    return _tag(LeNet(**args), in_channels, image_size)
+
+
+def mlp(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    depth: int = 3,
+    width: int = 256,
+    activation: str = "relu",
+) -> MLP:
+    """Fully connected net with ``depth`` hidden layers of ``width`` units (see :class:`MLP`)."""
+    args = validate_model_args("mlp", **locals())
+    return _tag(MLP(**args), in_channels, image_size)
+
+
+def _imagenet(depth: int, shortcut: bool, args: dict) -> ResNet:
+    image_size = args.pop("image_size")
+    net = ResNet(IMAGENET_LAYERS[depth], IMAGENET_WIDTHS, shortcut=shortcut, shortcut_type="B", **args)
+    return _tag(net, args["in_channels"], image_size)
+
+
+def _cifar(shortcut: bool, args: dict) -> ResNet:
+    image_size = args.pop("image_size")
+    n = (args.pop("depth") - 2) // 6
+    net = ResNet((n, n, n), CIFAR_WIDTHS, stem="small", shortcut=shortcut, shortcut_type="A", **args)
+    return _tag(net, args["in_channels"], image_size)
+
+
+def resnet18(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    stem: str = "imagenet",
+) -> ResNet:
+    """ResNet-18, torchvision layout (2-2-2-2 basic blocks, 64..512 channels, 1x1 conv + BN projections)."""
+    return _imagenet(18, True, validate_model_args("resnet18", **locals()))
+
+
+def resnet34(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    stem: str = "imagenet",
+) -> ResNet:
+    """ResNet-34, torchvision layout (3-4-6-3 basic blocks, 64..512 channels, 1x1 conv + BN projections)."""
+    return _imagenet(34, True, validate_model_args("resnet34", **locals()))
+
+
+def plain18(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    stem: str = "imagenet",
+) -> ResNet:
+    """ResNet-18 with the shortcuts switched off: the same layers minus the 1x1 projections."""
+    return _imagenet(18, False, validate_model_args("plain18", **locals()))
+
+
+def plain34(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    stem: str = "imagenet",
+) -> ResNet:
+    """ResNet-34 with the shortcuts switched off: the same layers minus the 1x1 projections."""
+    return _imagenet(34, False, validate_model_args("plain34", **locals()))
+
+
+def resnet_cifar(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    depth: int = 20,
+) -> ResNet:
+    """CIFAR ResNet of He et al. 2016a sec. 4.2: depth 6n+2, 3x3 conv 16 stem, 3 stages of n blocks with
+    16/32/64 channels, parameter-free option-A shortcuts (stride-2 subsample + zero-padded channels)."""
+    return _cifar(True, validate_model_args("resnet_cifar", **locals()))
+
+
+def plain_cifar(
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: str = "before_activation",
+    bn_impl: str = "torch",
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    depth: int = 20,
+) -> ResNet:
+    """The plain twin of :func:`resnet_cifar`: identical parameters, no shortcuts."""
+    return _cifar(False, validate_model_args("plain_cifar", **locals()))
+
+
+BUILDERS = {
+    "lenet": lenet,
+    "mlp": mlp,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "plain18": plain18,
+    "plain34": plain34,
+    "resnet_cifar": resnet_cifar,
+    "plain_cifar": plain_cifar,
+}
+
+
+def validate_model_args(name: str, **kwargs) -> dict:
+    """Check the arguments of builder ``name`` without building anything; return them with defaults filled.
+
+    Raises ``ValueError`` (one line) on an unknown model, a missing/unknown argument or a bad value.
+    """
+    check_choice("model", name, MODEL_NAMES)
+    try:
+        bound = inspect.signature(BUILDERS[name]).bind(**kwargs)
+    except TypeError as e:  # missing or unexpected keyword
+        raise ValueError(f"{name}: {e}") from None
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+
+    min_size = LENET_MIN_IMAGE_SIZE if name == "lenet" else 1
+    check_io(a["in_channels"], a["num_classes"], a["image_size"], min_size, name)
+    check_bn_args(a["bn"], a["bn_placement"], a["bn_impl"], a["bn_momentum"], a["bn_eps"])
+    if name in ("lenet", "mlp"):
+        check_no_residual_placement(name, a["bn_placement"])
+        check_choice("activation", a["activation"], ACTIVATIONS)
+    if name == "mlp":
+        check_int("depth", a["depth"], 1, " (mlp depth = number of hidden layers)")
+        check_int("width", a["width"], 1)
+    if name in ("resnet18", "resnet34", "plain18", "plain34"):
+        check_choice("stem", a["stem"], STEMS)
+    if name in ("resnet_cifar", "plain_cifar"):
+        d = a["depth"]
+        check_int("depth", d, 8, f" ({name} depth = 6n+2 with n >= 1; valid: {CIFAR_DEPTH_HINT})")
+        if (d - 2) % 6:
+            raise ValueError(f"{name} depth={d} is not 6n+2 (valid: {CIFAR_DEPTH_HINT})")
+    return a
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """``BUILDERS[name](**kwargs)`` with a one-line error for an unknown name."""
+    check_choice("model", name, MODEL_NAMES)
+    return BUILDERS[name](**kwargs)

@@ -1,0 +1,236 @@
+"""One training job from a composed Hydra config: build, fit, test, record.
+
+``run(cfg)`` is what ``scripts/train.py`` calls for every job of a run or sweep. Its outcome is
+always one of: a ``result.json`` saying ``completed`` or ``diverged`` (exit 0), one saying
+``failed`` with the error (the sweep goes on; non-zero exit at the end), or, for bad input, one
+clear line and no record at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bnres.callbacks import DivergenceMonitor, HistoryRecorder
+from bnres.checks import ConfigError, check_config
+from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
+from bnres.module import Classifier
+from bnres.record import FINISHED, final_and_best, read_record, write_record
+
+log = logging.getLogger(__name__)
+
+# names of overrides left out of run names: they size a run, they do not define it
+_SIZE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_", "hydra.", "paths.", "logger", "fresh", "callbacks")
+
+
+def hydra_job_info() -> dict[str, Any]:
+    """Overrides, sweep folder and mode of the current Hydra job (empty outside Hydra)."""
+    if not HydraConfig.initialized():
+        return {"overrides": [], "sweep_dir": None, "multirun": False}
+    hc = HydraConfig.get()
+    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    return {
+        "overrides": list(hc.overrides.task),
+        "sweep_dir": str(hc.sweep.dir) if multirun else None,
+        "multirun": multirun,
+        "job_num": hc.job.get("num") if multirun else None,
+    }
+
+
+def run_name(overrides: list[str]) -> str:
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(_SIZE_KEYS)]
+    return ",".join(kept) or "defaults"
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    container.pop("hydra", None)
+    return container
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run one job and return its record (also written to ``<output_dir>/result.json``)."""
+    check_config(cfg)  # bad input: one line, before any work and before any record
+    output_dir = Path(cfg.paths.output_dir)
+    job = hydra_job_info()
+
+    previous = read_record(output_dir)
+    if previous and previous.get("status") in FINISHED and not cfg.get("fresh", False):
+        log.info("%s already %s: skipped (fresh=true reruns it)", output_dir, previous["status"])
+        return previous
+
+    config = resolved_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True)  # `is not None`, never truthiness: seed 0 is a seed
+    # build everything before writing anything: errors in the config surface as one line
+    try:
+        net = instantiate(cfg.model)
+        datamodule = instantiate(cfg.data)
+        divergence = DivergenceMonitor(**cfg.divergence)
+    except (ValueError, TypeError, InstantiationException) as err:
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
+        raise ConfigError(str(cause).splitlines()[0]) from None
+    module = Classifier(
+        net=net,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        num_classes=cfg.data.num_classes,
+        channels_last=cfg.get("channels_last", False),
+        compile=cfg.get("compile", False),
+    )
+    history = HistoryRecorder()
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    callbacks += [divergence, history]
+
+    group = cfg.get("wandb_group") or (job["sweep_dir"] and Path(job["sweep_dir"]).as_posix()) or "single"
+    loggers = build_loggers(cfg.get("logger"), group=group, name=run_name(job["overrides"]))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    return fit_and_record(
+        trainer, module, datamodule, divergence, history, output_dir, config, job["overrides"],
+        test_after_fit=cfg.get("test_after_fit", True), ckpt_path=resume_checkpoint(cfg, output_dir, previous),
+    )
+
+
+def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None) -> str | None:
+    """The explicit ``ckpt_path``, else the job's own ``last.ckpt`` left by an interrupted run."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if last.exists() and not cfg.get("fresh", False) and previous is not None:
+        log.info("resuming from %s", last)
+        return str(last)
+    return None
+
+
+def fit_and_record(
+    trainer: pl.Trainer,
+    module: Classifier,
+    datamodule: pl.LightningDataModule,
+    divergence: DivergenceMonitor,
+    history: HistoryRecorder,
+    output_dir: Path,
+    config: dict[str, Any],
+    overrides: list[str],
+    test_after_fit: bool = True,
+    ckpt_path: str | None = None,
+) -> dict[str, Any]:
+    """Fit (and test), then write the record and close the loggers — whatever happens.
+
+    Shared by the Hydra entry point and the Lightning CLI, so both write the same record."""
+    is_rank_zero = trainer.is_global_zero
+    record: dict[str, Any] = {
+        "status": "running",
+        "overrides": overrides,
+        "config": config,
+        "final": {},
+        "best": {},
+        "history": [],
+        "num_params": module.num_params(),
+        "wall_time_s": None,
+        "train_images_per_s": None,
+        "diverged_at_step": None,
+        "error": None,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    for lg in trainer.loggers:
+        lg.log_hyperparams({**config, "num_params": record["num_params"]})
+    if is_rank_zero:
+        write_record(output_dir, record)
+    start = time.perf_counter()
+    test_metrics: dict[str, Any] = {}
+    exit_code = 0
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training was interrupted")
+        if divergence.diverged:
+            record["status"] = "diverged"
+            record["diverged_at_step"] = divergence.diverged_at_step
+            record["error"] = divergence.reason
+        else:
+            if test_after_fit:
+                results = trainer.test(module, datamodule=datamodule, verbose=False)
+                test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+            record["status"] = "completed"
+    except Exception as err:  # recorded, not raised: the sweep goes on
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}"
+        log.error("job failed: %s\n%s", record["error"], traceback.format_exc())
+        exit_code = 1
+    finally:
+        record["history"] = history.history
+        record["final"], record["best"] = final_and_best(history.history, test_metrics)
+        record["wall_time_s"] = time.perf_counter() - start
+        record["train_images_per_s"] = history.train_images_per_s()
+        record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if record["status"] == "running":  # KeyboardInterrupt and friends: not a result
+            record["status"] = "failed"
+            record["error"] = record["error"] or "interrupted"
+            exit_code = 1
+        if is_rank_zero:
+            write_record(output_dir, record)
+        close_loggers(trainer, record, exit_code)
+    return record
+
+
+def close_loggers(trainer: pl.Trainer, record: dict[str, Any], exit_code: int) -> None:
+    summary = {
+        "status": record["status"],
+        "num_params": record["num_params"],
+        "diverged_at_step": record["diverged_at_step"],
+        "wall_time_s": record["wall_time_s"],
+        "train_images_per_s": record["train_images_per_s"],
+        **{f"final/{k}": v for k, v in record["final"].items()},
+        **{f"best/{k}": v for k, v in record["best"].items()},
+    }
+    for lg in wandb_loggers(trainer.loggers):
+        if trainer.is_global_zero and lg._experiment is not None:
+            lg.experiment.summary.update({k: v for k, v in summary.items() if v is not None})
+    for lg in trainer.loggers:
+        lg.finalize("success" if exit_code == 0 else "failed")
+    if trainer.is_global_zero:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)
+    else:
+        finish_active_wandb_run()
+
+
+# --- the Hydra task function --------------------------------------------------------------
+# Exit status of this process: the worst outcome among its jobs (0 ok, 1 a job failed, 2 bad input).
+_exit_code = 0
+
+
+def exit_code() -> int:
+    return _exit_code
+
+
+def _worsen(code: int) -> None:
+    global _exit_code
+    _exit_code = max(_exit_code, code)
+
+
+def hydra_job(cfg: DictConfig) -> str:
+    """Task function behind ``scripts/train.py``: never raises, so a sweep's other jobs still run."""
+    try:
+        record = run(cfg)
+    except ConfigError as err:
+        # one clear line, nothing written; in a sweep the summary lists the job as invalid
+        print(f"error: {err}", file=__import__("sys").stderr, flush=True)
+        _worsen(2)
+        return "invalid"
+    if record["status"] == "failed":
+        _worsen(1)
+    return record["status"]
