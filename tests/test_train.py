@@ -138,3 +138,10 @@ def test_schedules_change_the_lr(make_cfg, tmp_path):
         record = runner.run(cfg)
         lr = record["history"][-1]["lr"]
         assert (lr < 0.1 * 0.99) == expect_decay, (schedule, lr)
+
+
+@pytest.mark.parametrize("logger", ["none", "csv"])
+def test_default_callbacks_work_with_any_logger_and_no_progress_bar(make_cfg, logger):
+    cfg = make_cfg(f"logger={logger}", "callbacks=default", "trainer.enable_progress_bar=false")
+    record = runner.run(cfg)
+    assert record["status"] == "completed", record["error"]

@@ -22,7 +22,7 @@ def finish_active_wandb_run() -> None:
         wandb.finish()
 
 
-def build_loggers(logger_cfg: DictConfig | None, group: str | None, name: str | None) -> list[Any]:
+def build_loggers(logger_cfg: DictConfig | None, group: str | None, name: str | None, run_id: str | None = None) -> list[Any]:
     """Instantiate every logger in the ``logger`` group; W&B gets the sweep as group and a run
     name from the job's overrides unless the config sets them."""
     loggers = []
@@ -39,6 +39,9 @@ def build_loggers(logger_cfg: DictConfig | None, group: str | None, name: str | 
                     conf.group = group
                 if conf.get("name") is None:
                     conf.name = name
+                if run_id:
+                    conf.id = run_id
+                    conf.resume = "allow"
         loggers.append(instantiate(conf, _convert_="all"))
     return loggers
 

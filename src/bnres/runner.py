@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -22,6 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bnres import distributed
 from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import ConfigError, check_config
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
@@ -62,6 +64,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one job and return its record (also written to ``<output_dir>/result.json``)."""
     check_config(cfg)  # bad input: one line, before any work and before any record
+    distributed.check_ddp_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     job = hydra_job_info()
 
@@ -77,6 +80,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         net = instantiate(cfg.model)
         datamodule = instantiate(cfg.data)
         divergence = DivergenceMonitor(**cfg.divergence)
+        datamodule.verify()
+    except ConfigError:
+        raise
     except (ValueError, TypeError, InstantiationException) as err:
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
         raise ConfigError(str(cause).splitlines()[0]) from None
@@ -90,27 +96,45 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     history = HistoryRecorder()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # Lightning refuses a progress-bar callback when the bar is off: the switch wins
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     callbacks += [divergence, history]
 
+    ckpt_path = resume_checkpoint(cfg, output_dir, previous)
+    # a resumed run continues the same W&B run (online; offline see README, "Resuming")
+    wandb_id = previous.get("wandb_id") if (previous and ckpt_path) else None
     group = cfg.get("wandb_group") or (job["sweep_dir"] and Path(job["sweep_dir"]).as_posix()) or "single"
-    loggers = build_loggers(cfg.get("logger"), group=group, name=run_name(job["overrides"]))
+    loggers = build_loggers(cfg.get("logger"), group=group, name=run_name(job["overrides"]), run_id=wandb_id)
+    if not loggers:  # nothing to log the lr to (Lightning refuses the monitor then)
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    distributed.prepare_trainer(trainer)  # DDP in a Hydra job: ranks > 0 run this job, in its folder
 
     return fit_and_record(
         trainer, module, datamodule, divergence, history, output_dir, config, job["overrides"],
-        test_after_fit=cfg.get("test_after_fit", True), ckpt_path=resume_checkpoint(cfg, output_dir, previous),
+        test_after_fit=cfg.get("test_after_fit", True), ckpt_path=ckpt_path,
     )
 
 
 def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None) -> str | None:
-    """The explicit ``ckpt_path``, else the job's own ``last.ckpt`` left by an interrupted run."""
+    """The explicit ``ckpt_path``, else the ``last.ckpt`` an interrupted run of this job left.
+
+    A checkpoint that does not load (e.g. cut short by a kill while it was written) is set
+    aside as ``last.ckpt.corrupt`` and the run starts over rather than crashing."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
     last = output_dir / "checkpoints" / "last.ckpt"
-    if last.exists() and not cfg.get("fresh", False) and previous is not None:
-        log.info("resuming from %s", last)
-        return str(last)
-    return None
+    if cfg.get("fresh", False) or previous is None or not last.exists():
+        return None
+    try:
+        torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file means: do not resume from it
+        log.warning("%s does not load (%s); starting over", last, err)
+        last.replace(last.with_name("last.ckpt.corrupt"))
+        return None
+    log.info("resuming from %s", last)
+    return str(last)
 
 
 def fit_and_record(
@@ -141,8 +165,13 @@ def fit_and_record(
         "train_images_per_s": None,
         "diverged_at_step": None,
         "error": None,
+        "resumed_from": ckpt_path,
+        "wandb_id": None,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if is_rank_zero:
+        for lg in wandb_loggers(trainer.loggers):
+            record["wandb_id"] = lg.experiment.id
     for lg in trainer.loggers:
         lg.log_hyperparams({**config, "num_params": record["num_params"]})
     if is_rank_zero:
@@ -228,9 +257,16 @@ def hydra_job(cfg: DictConfig) -> str:
         record = run(cfg)
     except ConfigError as err:
         # one clear line, nothing written; in a sweep the summary lists the job as invalid
-        print(f"error: {err}", file=__import__("sys").stderr, flush=True)
+        print(f"error: {err}", file=sys.stderr, flush=True)
         _worsen(2)
         return "invalid"
+    except Exception as err:  # failed while building the run: record it, let the sweep go on
+        message = f"{type(err).__name__}: {err}"
+        log.error("job failed before training: %s\n%s", message, traceback.format_exc())
+        print(f"error: {message.splitlines()[0]}", file=sys.stderr, flush=True)
+        write_record(cfg.paths.output_dir, {"status": "failed", "overrides": hydra_job_info()["overrides"], "config": None, "final": {}, "best": {}, "history": [], "num_params": None, "wall_time_s": None, "train_images_per_s": None, "diverged_at_step": None, "error": message})
+        _worsen(1)
+        return "failed"
     if record["status"] == "failed":
         _worsen(1)
     return record["status"]

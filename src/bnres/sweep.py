@@ -62,11 +62,42 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: print the status table after a multirun; flag failures for the exit code."""
+    """Hydra callback around a multirun.
+
+    At the start it locks the sweep folder, so two sweeps pointed at one folder cannot
+    overwrite each other's jobs (the OS drops the lock if the process dies). At the end it
+    prints the status table and flags failures for the exit code."""
+
+    def __init__(self) -> None:
+        self._lock_file = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import fcntl
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = open(sweep_dir / ".sweep.lock", "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
+            # Hydra turns exceptions raised in callbacks into warnings and goes on: exit instead
+            print(f"error: hydra.sweep.dir={sweep_dir} is in use by a running sweep ({holder}); wait for it, or choose another hydra.sweep.dir", file=sys.stderr, flush=True)
+            sys.exit(2)
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"pid {__import__('os').getpid()}\n")
+        lock_file.flush()
+        self._lock_file = lock_file
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bnres import runner
 
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = sweep_statuses(sweep_dir)
         bad = [r for r in rows if r["status"] not in ("completed", "diverged")]

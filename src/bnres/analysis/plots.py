@@ -317,6 +317,6 @@ def _lr_legend_handles() -> list:
         Line2D([], [], color=BN_COLORS[False], lw=2, label=f"{NO_BN_LABEL}: mean (band: min-max)"),
         Line2D([], [], color="grey", marker="o", ls="", label="run that trained"),
         Line2D([], [], color="grey", marker="x", ls="", mew=1.8, label="finished, did not train\n(val acc < threshold)"),
-        Line2D([], [], color="grey", marker="X", ls="", mec="k", ms=9, label="diverged\n(loss not finite)"),
+        Line2D([], [], color="grey", marker="X", ls="", mec="k", ms=9, label="diverged\n(loss blew up)"),
         Line2D([], [], color="grey", ls=":", lw=1.5, label="max stable LR\n(every seed trains)"),
     ]

@@ -3,12 +3,14 @@
 from bnres.data.base import InMemoryDataModule
 from bnres.data.mnist5k import MNIST5kDataModule
 from bnres.data.synthetic import SyntheticDataModule
-from bnres.data.torchvision_sets import TORCHVISION_SETS, DataSetMissing, TorchvisionDataModule
+from bnres.data.torchvision_sets import TORCHVISION_SETS, TorchvisionDataModule
+from bnres.data.verify import DataSetCorrupt, DataSetMissing
 
 DATA_NAMES = ("mnist5k", *TORCHVISION_SETS, "synthetic")
 
 __all__ = [
     "DATA_NAMES",
+    "DataSetCorrupt",
     "DataSetMissing",
     "InMemoryDataModule",
     "MNIST5kDataModule",

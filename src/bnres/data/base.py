@@ -79,6 +79,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         A "val" entry is optional; without it ``val_size`` images are split off "train"."""
         raise NotImplementedError
 
+    def verify(self) -> None:
+        """Check, cheaply and before any work, that the data can be loaded; raise a one-line error if not."""
+
     # --- Lightning hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bnres.data.base import InMemoryDataModule
+from bnres.data.verify import DataSetMissing, check_download_folder, verify_cifar10, verify_idx_set
 
 # name -> (torchvision class name, channels, size, classes)
 TORCHVISION_SETS = {
@@ -19,10 +20,6 @@ TORCHVISION_SETS = {
     "fashion_mnist": ("FashionMNIST", 1, 28, 10),
     "cifar10": ("CIFAR10", 3, 32, 10),
 }
-
-
-class DataSetMissing(RuntimeError):
-    """The data set is not in the data folder and downloading was not allowed."""
 
 
 class TorchvisionDataModule(InMemoryDataModule):
@@ -35,21 +32,34 @@ class TorchvisionDataModule(InMemoryDataModule):
         self.data_dir = str(data_dir)
         self.download = download
 
+    def verify(self) -> None:
+        """Check the files before any work: a clear error for missing or damaged ones.
+
+        With ``download=true`` only the folder must be writable (``prepare_data`` fetches)."""
+        import torchvision.datasets as tvd
+
+        if self.download:
+            check_download_folder(self.data_dir)
+            return
+        cls = getattr(tvd, TORCHVISION_SETS[self.name][0])
+        root = Path(self.data_dir)
+        try:
+            if self.name == "cifar10":
+                verify_cifar10(root / cls.base_folder, [*cls.train_list, *cls.test_list])
+            else:
+                verify_idx_set(root / cls.__name__ / "raw", list(cls.resources))
+        except DataSetMissing as err:
+            raise DataSetMissing(
+                f"{self.name} is not in {root.resolve()} ({err}); rerun with data.download=true to download it there "
+                f"(needs internet), or copy torchvision's {self.name} files into that folder "
+                f"(choose the folder with paths.data_dir=... or BNRES_DATA_DIR)"
+            ) from None
+
     def _dataset(self, train: bool):
         import torchvision.datasets as tvd
 
-        cls = getattr(tvd, TORCHVISION_SETS[self.name][0])
-        try:
-            return cls(self.data_dir, train=train, download=False)
-        except RuntimeError as err:
-            if "not found" not in str(err).lower() and "corrupted" not in str(err).lower():
-                raise
-            where = Path(self.data_dir).resolve()
-            raise DataSetMissing(
-                f"{self.name} is not in {where} (or is incomplete); rerun with data.download=true to download it "
-                f"there (needs internet), or copy torchvision's {self.name} files into that folder "
-                f"(set the folder with paths.data_dir=... or BNRES_DATA_DIR)"
-            ) from None
+        self.verify()
+        return getattr(tvd, TORCHVISION_SETS[self.name][0])(self.data_dir, train=train, download=False)
 
     def prepare_data(self) -> None:
         # runs on one process per node before setup(): the only place that may download

@@ -1,0 +1,184 @@
+"""Reliability: resume after a kill, sweeps that survive failures, honest records, verified data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bnres import runner
+from bnres.checks import ConfigError
+from conftest import ROOT, TRAIN_SCRIPT, run_script
+
+SMALL = ["trainer.enable_progress_bar=false", "logger=csv", "data.batch_size=256"]
+
+
+def _records(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/result.json"))}
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.Popen([sys.executable, str(TRAIN_SCRIPT), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_killed_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
+    common = [*SMALL, "deterministic=true", "trainer.max_epochs=6"]
+    reference = run_script([*common, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=ROOT)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    run_dir = tmp_path / "killed"
+    args = [*common, f"hydra.run.dir={run_dir}"]
+    proc = _start(args)
+    _wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists() or proc.poll() is not None, 120, "the first checkpoint")
+    os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up, as with a pre-empted node
+    proc.wait()
+    killed = json.loads((run_dir / "result.json").read_text())
+    assert killed["status"] == "running", "the run finished before it could be killed; the test needs a longer run"
+
+    resumed = run_script(args, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    record = json.loads((run_dir / "result.json").read_text())
+    expected = json.loads((tmp_path / "reference" / "result.json").read_text())
+    assert record["status"] == "completed"
+    assert record["resumed_from"].endswith("last.ckpt")  # continued, not restarted
+    assert [row["epoch"] for row in record["history"]] == list(range(6))
+    assert record["final"] == expected["final"]
+    assert record["history"] == expected["history"]
+
+
+def test_interrupted_sweep_skips_finished_jobs_and_completes_the_rest(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "lr=0.05,0.1,0.2", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "data.batch_size=256", f"hydra.sweep.dir={sweep}"]
+    proc = _start(args)
+    finished = lambda: any(r.get("status") == "completed" for r in _records(sweep).values())
+    _wait_for(lambda: finished() or proc.poll() is not None, 180, "a finished job")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _records(sweep)
+    done = {job for job, r in before.items() if r["status"] == "completed"}
+    assert done and len(done) < 3, before.keys()
+    stamps = {job: (sweep / job / "result.json").stat().st_mtime_ns for job in done}
+    wandb_runs = {job: sorted(p.name for p in (sweep / job / "wandb").glob("offline-run-*")) for job in done}
+
+    rerun = run_script(args, cwd=ROOT)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = _records(sweep)
+    assert sorted(after) == ["0", "1", "2"]
+    assert all(r["status"] == "completed" for r in after.values())
+    for job in done:  # untouched: same record, same single W&B run
+        assert (sweep / job / "result.json").stat().st_mtime_ns == stamps[job]
+        assert sorted(p.name for p in (sweep / job / "wandb").glob("offline-run-*")) == wandb_runs[job]
+    assert "3 completed" in rerun.stdout + rerun.stderr
+
+
+def test_fresh_reruns_finished_jobs(make_cfg, tmp_path):
+    first = runner.run(make_cfg(output_dir=tmp_path / "job"))
+    again = runner.run(make_cfg(output_dir=tmp_path / "job"))
+    assert again["started_at"] == first["started_at"]  # skipped
+    forced = runner.run(make_cfg("fresh=true", output_dir=tmp_path / "job"))
+    assert forced["status"] == "completed" and forced["wall_time_s"] != first["wall_time_s"]
+
+
+def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    # a negative momentum makes SGD raise inside fit: a real runtime failure in job 1 only
+    result = run_script(["-m", "optimizer.momentum=0.9,-1,0.5", *SMALL, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=ROOT)
+    assert result.returncode != 0
+    records = _records(sweep)
+    assert [records[j]["status"] for j in ("0", "1", "2")] == ["completed", "failed", "completed"]
+    assert "momentum" in records["1"]["error"]
+    output = result.stdout + result.stderr
+    assert "2 completed, 1 failed" in output
+    assert "did not finish: 1 (failed)" in output
+
+
+def test_unknown_config_key_is_a_clear_error_and_no_record(tmp_path):
+    result = run_script(["trainer.max_epoch=3", f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT)
+    assert result.returncode != 0
+    assert "trainer.max_epoch" in result.stderr
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_bad_input_from_the_command_line_is_one_line_exit_2(tmp_path):
+    result = run_script(["lr=-0.1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: lr=-0.1 must be a positive number"]
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_two_sweeps_cannot_share_a_sweep_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", "trainer.max_epochs=15", *SMALL, f"hydra.sweep.dir={sweep}"]
+    first = _start(args)
+    try:
+        _wait_for(lambda: (sweep / "0").exists() or first.poll() is not None, 120, "the first sweep to start")
+        second = run_script(args, cwd=ROOT, timeout=120)
+        assert first.poll() is None, "the first sweep ended before the second started; the test needs a longer sweep"
+        assert second.returncode != 0
+        assert "is in use by a running sweep" in second.stderr
+        assert len(second.stderr.strip().splitlines()) <= 3, second.stderr
+    finally:
+        out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-2000:]
+    assert all(r["status"] == "completed" for r in _records(sweep).values())
+
+
+def _raw(root: Path, folder: str = "MNIST") -> Path:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    return raw
+
+
+def test_corrupt_data_file_names_the_file_and_the_fix(make_cfg, tmp_path):
+    raw = _raw(tmp_path / "data")
+    (raw / "train-images-idx3-ubyte").write_bytes((2051).to_bytes(4, "big") + b"\0" * 100)  # truncated
+    cfg = make_cfg("data=mnist", f"paths.data_dir={tmp_path / 'data'}", output_dir=tmp_path / "run")
+    with pytest.raises(ConfigError) as err:
+        runner.run(cfg)
+    message = str(err.value)
+    assert "train-images-idx3-ubyte is corrupt or truncated" in message
+    assert "delete" in message and "data.download=true" in message
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_corrupt_archive_fails_its_checksum(make_cfg, tmp_path):
+    raw = _raw(tmp_path / "data", "FashionMNIST")
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"not really gzip")
+    cfg = make_cfg("data=fashion_mnist", f"paths.data_dir={tmp_path / 'data'}")
+    with pytest.raises(ConfigError, match="train-images-idx3-ubyte.gz does not match its known MD5"):
+        runner.run(cfg)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_missing_dataset_offline_says_how_to_get_it(make_cfg, tmp_path, name):
+    cfg = make_cfg(f"data={name}", f"paths.data_dir={tmp_path / 'empty'}", output_dir=tmp_path / "run")
+    with pytest.raises(ConfigError) as err:
+        runner.run(cfg)
+    assert f"{name} is not in" in str(err.value) and "data.download=true" in str(err.value)
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_unwritable_download_folder_is_refused_before_any_work(make_cfg, tmp_path):
+    read_only = Path("/proc/1/bnres-data")
+    if os.access(read_only.parent, os.W_OK):
+        pytest.skip("no unwritable folder available")
+    cfg = make_cfg("data=mnist", "data.download=true", f"paths.data_dir={read_only}", output_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="is not writable"):
+        runner.run(cfg)
+    assert not (tmp_path / "run" / "result.json").exists()
