@@ -16,12 +16,12 @@ def mnist5k_path():
 
 
 class MNIST5kDataModule(InMemoryDataModule):
-    """4,000 train / ``val_size`` val / ``test_size`` test, split once with a fixed seed."""
+    """4,000 train / 500 val / 500 test by default, split once with a fixed seed."""
 
     name = "mnist5k"
     native_channels, native_size, native_classes = 1, 28, 10
 
-    def __init__(self, test_size: int = 1000, val_size: int = 1000, **kwargs) -> None:
+    def __init__(self, test_size: int = 500, val_size: int = 500, **kwargs) -> None:
         super().__init__(val_size=val_size, **kwargs)
         if not 0 < test_size < 5000 - val_size:
             raise ValueError(f"data.test_size={test_size} must be between 1 and {4999 - val_size} (5,000 images in all)")

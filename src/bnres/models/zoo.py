@@ -8,11 +8,14 @@ logits, with ``input_shape = (in_channels, image_size, image_size)`` set on it.
 from __future__ import annotations
 
 import inspect
+from typing import Literal, Optional
 
 from torch import nn
 
 from ._checks import (
     ACTIVATIONS,
+    BN_IMPLS,
+    BN_PLACEMENTS,
     STEMS,
     check_bn_args,
     check_choice,
@@ -232,3 +235,47 @@ def build_model(name: str, **kwargs) -> nn.Module:
     """``BUILDERS[name](**kwargs)`` with a one-line error for an unknown name."""
     check_choice("model", name, MODEL_NAMES)
     return BUILDERS[name](**kwargs)
+
+
+# --- one entry point by name (the Lightning CLI's ``--model.net.name``) ----------------------
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]  # the same tuple, as a type a parser can check
+BNPlacement = Literal[BN_PLACEMENTS]  # type: ignore[valid-type]
+BNImpl = Literal[BN_IMPLS]  # type: ignore[valid-type]
+Activation = Literal[ACTIVATIONS]  # type: ignore[valid-type]
+Stem = Literal[STEMS]  # type: ignore[valid-type]
+
+
+def network(
+    name: ModelName = "lenet",
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bn: bool = True,
+    bn_placement: BNPlacement = "before_activation",
+    bn_impl: BNImpl = "torch",
+    bn_momentum: Optional[float] = 0.1,
+    bn_eps: float = 1e-5,
+    depth: Optional[int] = None,
+    width: Optional[int] = None,
+    activation: Optional[Activation] = None,
+    stem: Optional[Stem] = None,
+) -> nn.Module:
+    """Any network of the zoo by ``name``, with typed choices so a command line can check them.
+
+    ``depth`` (mlp, resnet_cifar, plain_cifar), ``width`` (mlp), ``activation`` (lenet, mlp) and ``stem``
+    (resnet18/34, plain18/34) apply to some networks only: None keeps that network's default, and a value
+    for a network that does not take it is a one-line ``ValueError``.
+    """
+    check_choice("model", name, MODEL_NAMES)
+    accepted = inspect.signature(BUILDERS[name]).parameters
+    options = {"depth": depth, "width": width, "activation": activation, "stem": stem}
+    for key, value in options.items():
+        if value is not None and key not in accepted:
+            takers = ", ".join(n for n in MODEL_NAMES if key in inspect.signature(BUILDERS[n]).parameters)
+            raise ValueError(f"{name} takes no {key} (got {key}={value!r}); {key} applies to: {takers}")
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    return BUILDERS[name](
+        in_channels=in_channels, num_classes=num_classes, image_size=image_size, bn=bn, bn_placement=bn_placement,
+        bn_impl=bn_impl, bn_momentum=bn_momentum, bn_eps=bn_eps, **kwargs,
+    )

@@ -1,0 +1,8 @@
+"""``python -m bnres fit|validate|test|predict ...``: the Lightning CLI (see :mod:`bnres.cli`)."""
+
+import sys
+
+from bnres.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
