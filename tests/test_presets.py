@@ -34,6 +34,7 @@ def test_presets_compose(tmp_path, preset, expect):
         assert list(cfg.scheduler.milestones) == [0.5, 0.75] and cfg.trainer.max_epochs == 164
 
 
+@pytest.mark.slow
 def test_tiny_real_sweeps_of_every_preset_feed_the_analysis(tmp_path):
     sweeps = {
         "bn_lr": ["lr=0.1,30", "seed=0,1"],
@@ -56,6 +57,7 @@ def test_tiny_real_sweeps_of_every_preset_feed_the_analysis(tmp_path):
         assert (tmp_path / "analysis" / name).stat().st_size > 1000, name
 
 
+@pytest.mark.slow
 def test_reproduce_runs_presets_then_analysis_and_skips_finished_runs_on_rerun(tmp_path):
     script = ROOT / "scripts" / "reproduce.py"
     args = ["--only", "bn_placement", "--out", str(tmp_path), *TINY, "seed=0"]

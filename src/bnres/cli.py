@@ -290,6 +290,9 @@ class BnresCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
+            from bnres import distributed
+
+            distributed.prepare_trainer(self.trainer)  # sync BN on CPU processes, as in runner.run
             verify = getattr(self.datamodule, "verify", None)  # data files checked before any work, as in runner.run
             if callable(verify):
                 verify()

@@ -33,7 +33,7 @@ from bnres.record import FINISHED, final_and_best, read_record, write_record
 log = logging.getLogger(__name__)
 
 # names of overrides left out of run names: they size a run, they do not define it
-_SIZE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_", "hydra.", "paths.", "logger", "fresh", "callbacks")
+_SIZE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_", "hydra.", "paths.", "logger", "fresh", "callbacks", "packing.")
 
 
 def hydra_job_info() -> dict[str, Any]:
@@ -108,13 +108,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg.get("logger"), group=group, name=run_name(job["overrides"]), run_id=wandb_id)
     if not loggers:  # nothing to log the lr to (Lightning refuses the monitor then)
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = _trainer_plugins()
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **({"plugins": plugins} if plugins else {}))
     distributed.prepare_trainer(trainer)  # DDP in a Hydra job: ranks > 0 run this job, in its folder
 
     return fit_and_record(
         trainer, module, datamodule, divergence, history, output_dir, config, job["overrides"],
         test_after_fit=cfg.get("test_after_fit", True), ckpt_path=ckpt_path,
     )
+
+
+def _launch_rank() -> int:
+    """This process's global rank as its launcher set it (before any process group exists)."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _trainer_plugins() -> list:
+    """Under submitit on SLURM, submitit's pre-emption handling (signal, requeue) is the one that acts:
+    Lightning's own SLURM auto-requeue is switched off so the two never both requeue a job."""
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+        from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+        return [SLURMEnvironment(auto_requeue=False)]
+    return []
 
 
 def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None) -> str | None:
@@ -131,7 +149,8 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None) 
         torch.load(last, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file means: do not resume from it
         log.warning("%s does not load (%s); starting over", last, err)
-        last.replace(last.with_name("last.ckpt.corrupt"))
+        if _launch_rank() == 0:
+            last.replace(last.with_name("last.ckpt.corrupt"))
         return None
     log.info("resuming from %s", last)
     return str(last)
@@ -264,7 +283,8 @@ def hydra_job(cfg: DictConfig) -> str:
         message = f"{type(err).__name__}: {err}"
         log.error("job failed before training: %s\n%s", message, traceback.format_exc())
         print(f"error: {message.splitlines()[0]}", file=sys.stderr, flush=True)
-        write_record(cfg.paths.output_dir, {"status": "failed", "overrides": hydra_job_info()["overrides"], "config": None, "final": {}, "best": {}, "history": [], "num_params": None, "wall_time_s": None, "train_images_per_s": None, "diverged_at_step": None, "error": message})
+        if _launch_rank() == 0:
+            write_record(cfg.paths.output_dir, {"status": "failed", "overrides": hydra_job_info()["overrides"], "config": None, "final": {}, "best": {}, "history": [], "num_params": None, "wall_time_s": None, "train_images_per_s": None, "diverged_at_step": None, "error": message})
         _worsen(1)
         return "failed"
     if record["status"] == "failed":
