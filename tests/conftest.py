@@ -28,6 +28,17 @@ FAST = [
     "trainer.enable_progress_bar=false",
 ]
 
+# the same, as command-line overrides for scripts/train.py (subprocess tests)
+TINY = [
+    "data.batch_size=32",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.max_epochs=1",
+    "callbacks=none",
+    "trainer.enable_progress_bar=false",
+]
+
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose ``conf/train.yaml`` with overrides and make ``${hydra:...}`` resolve to ``output_dir``."""

@@ -19,18 +19,9 @@ import pytest
 from bnres import runner
 from bnres.checks import ConfigError
 from bnres.record import read_record
-from conftest import run_script
+from conftest import TINY, run_script
 
-TINY = [
-    "data.batch_size=32",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.max_epochs=1",
-    "callbacks=none",
-    "trainer.enable_progress_bar=false",
-    "deterministic=true",
-]
+TINY = [*TINY, "deterministic=true"]
 ENV = {"OMP_NUM_THREADS": "1"}  # two ranks on two shared cores
 DDP = ["trainer=ddp", "trainer.devices=2"]
 

@@ -15,17 +15,8 @@ import pytest
 
 from bnres import distributed
 from bnres.record import read_record
-from conftest import run_script
+from conftest import TINY, run_script
 
-TINY = [
-    "data.batch_size=32",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.max_epochs=1",
-    "callbacks=none",
-    "trainer.enable_progress_bar=false",
-]
 ENV = {"OMP_NUM_THREADS": "1"}
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from bnres.analysis import analyze
-from conftest import ROOT, compose_config, run_script
+from conftest import ROOT, TINY, compose_config, run_script
 
-TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "data.batch_size=32"]
+TINY = [*TINY, "logger=none"]
 
 
 @pytest.mark.parametrize(
