@@ -36,6 +36,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
     common = [*SMALL, "deterministic=true", "trainer.max_epochs=6"]
     reference = run_script([*common, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=ROOT)
@@ -61,6 +62,7 @@ def test_killed_run_resumes_from_its_checkpoint_with_identical_results(tmp_path)
     assert record["history"] == expected["history"]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_skips_finished_jobs_and_completes_the_rest(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "lr=0.05,0.1,0.2", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "data.batch_size=256", f"hydra.sweep.dir={sweep}"]

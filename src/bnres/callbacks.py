@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class DivergenceMonitor(pl.Callback):
     """Stop a run whose training loss goes non-finite or exceeds ``loss_factor`` × its first loss.
 
     Diverging is a result, not a crash: the run stops cleanly and is recorded ``diverged``.
-    The worst loss is tracked on the device and read back every ``check_every_n_steps`` steps,
-    so the check costs no host sync on the other steps.
+    The worst loss is tracked on the device (every step counts: a NaN anywhere in a window is seen)
+    and read back every ``check_every_n_steps`` steps. On a single CUDA device the read-back is a
+    non-blocking copy whose result is looked at once it has landed, a step or two later, so the check
+    never makes the host wait for the GPU; the step reported is the one whose window went bad. Under
+    DDP every rank checks synchronously at the same steps (the decision is a collective).
     """
 
     def __init__(self, loss_factor: float = 10.0, check_every_n_steps: int = 1) -> None:
@@ -29,6 +34,8 @@ class DivergenceMonitor(pl.Callback):
         self.diverged_at_step: int | None = None
         self.reason: str | None = None
         self._worst: torch.Tensor | None = None
+        # CUDA, one process: (step, event, host copy of the window's worst loss) not yet looked at
+        self._in_flight: deque[tuple[int, Any, torch.Tensor]] = deque()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -38,12 +45,39 @@ class DivergenceMonitor(pl.Callback):
         # torch.maximum propagates NaN, so a NaN anywhere in the window is seen at the check
         self._worst = loss if self._worst is None else torch.maximum(self._worst, loss)
         if self.initial_loss is None:
-            self.initial_loss = float(loss)
+            self.initial_loss = float(loss)  # once per run
         step = trainer.global_step
-        if step % self.check_every_n_steps != 0:
+        asynchronous = loss.is_cuda and trainer.world_size == 1
+        if asynchronous:
+            self._poll(trainer, wait=False)
+        if step % self.check_every_n_steps != 0 or self.diverged:
             return
-        worst = float(self._worst)
-        self._worst = None
+        worst, self._worst = self._worst, None
+        if asynchronous:
+            event = torch.cuda.Event()
+            host = worst.to("cpu", non_blocking=True)  # pinned: returns at once
+            event.record()
+            self._in_flight.append((step, event, host))
+        else:
+            self._decide(trainer, step, float(worst))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._poll(trainer, wait=True)  # nothing left unchecked at an epoch's end
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._poll(trainer, wait=True)
+
+    def _poll(self, trainer, wait: bool) -> None:
+        while self._in_flight and not self.diverged:
+            step, event, host = self._in_flight[0]
+            if not wait and not event.query():
+                return
+            event.synchronize()
+            self._in_flight.popleft()
+            self._decide(trainer, step, float(host))
+        self._in_flight.clear()  # diverged: later windows do not matter
+
+    def _decide(self, trainer, step: int, worst: float) -> None:
         reason = None
         if not math.isfinite(worst):
             reason = f"training loss became {worst} by step {step}"
@@ -66,6 +100,30 @@ class DivergenceMonitor(pl.Callback):
         self.initial_loss = state_dict.get("initial_loss")
         self.diverged_at_step = state_dict.get("diverged_at_step")
         self.reason = state_dict.get("reason")
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar, also showing step-level values that are not logged with ``prog_bar=True``.
+
+    Lightning turns every ``prog_bar=True`` step value into a Python number after every step (a host
+    sync on a GPU), whether or not the bar is redrawn. The module logs ``train/loss_step`` without
+    ``prog_bar``; this bar reads it only when it redraws (every ``refresh_rate`` steps).
+    """
+
+    def __init__(self, refresh_rate: int = 10, process_position: int = 0, leave: bool = False, step_metrics: tuple[str, ...] | list[str] = ("train/loss_step",)) -> None:
+        super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+        self.step_metrics = tuple(step_metrics)
+
+    def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if not self.step_metrics:
+            return items
+        metrics = trainer.callback_metrics
+        for key in self.step_metrics:
+            value = metrics.get(key)
+            if value is not None and key not in items:
+                items[key] = value.item() if isinstance(value, torch.Tensor) else value
+        return items
 
 
 def _to_float(value: Any) -> float | None:

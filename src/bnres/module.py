@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import Metric
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -16,6 +16,31 @@ SchedulerFactory = Callable[..., Any]
 
 def default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+
+class EpochMean(Metric):
+    """Mean of a per-sample quantity over a loop run (an epoch): ``sum / count``.
+
+    ``update(batch_sum, batch_size)`` is two in-place additions on the device: no host sync and
+    none of the argument checks of torchmetrics' classification metrics. ``compute`` sums both
+    states over DDP ranks first, so the value is the mean over every sample of every rank.
+    """
+
+    full_state_update = False
+    higher_is_better = None
+    is_differentiable = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, batch_sum: torch.Tensor, batch_size: int) -> None:
+        self.total.add_(batch_sum)
+        self.count.add_(batch_size)
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count
 
 
 class Classifier(pl.LightningModule):
@@ -44,19 +69,40 @@ class Classifier(pl.LightningModule):
         if num_classes is None:
             num_classes = _infer_num_classes(net)
         self.num_classes = num_classes
-        # one metric object per stage: torchmetrics syncs them across DDP ranks at epoch end
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Epoch means per stage, accumulated on the device and reduced over DDP ranks once per
+        # epoch (at compute). Accuracy is micro accuracy: correct / seen, over the whole epoch.
+        self.train_loss, self.train_acc = EpochMean(), EpochMean()
+        self.val_loss, self.val_acc = EpochMean(), EpochMean()
+        self.test_loss, self.test_acc = EpochMean(), EpochMean()
+        self._log_pending: dict[str, bool] = {"train": True, "val": True, "test": True}
         self.loss_fn = nn.CrossEntropyLoss()
-        self._forward = self.net
+        # The callable that runs the network: the network itself, or its compiled wrapper. Kept out of
+        # the module tree so that state_dict (and every checkpoint) holds the weights once, as "net.*".
+        object.__setattr__(self, "_forward", self.net)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` (a string) ~40 times per training step; nn.Module's
+        # __setattr__ checks for parameters, modules and buffers first, which adds up to a few
+        # percent of a small network's step. It is never one of those: plain attribute.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def configure_model(self) -> None:
         # compile the forward only, so checkpoints keep the plain network's parameter names
         if self.compile and self._forward is self.net:
-            self._forward = torch.compile(self.net)
+            object.__setattr__(self, "_forward", torch.compile(self.net))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints written before `_forward` left the module tree hold a second copy of the weights
+        # under "_forward." (or "_forward._orig_mod." when compiled): the "net." copy is the same
+        state = checkpoint.get("state_dict")
+        if state:
+            for key in [k for k in state if k.startswith("_forward.")]:
+                del state[key]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
@@ -66,35 +112,61 @@ class Classifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward(x)
 
-    def _shared_step(self, batch, stage: str, metric: MulticlassAccuracy) -> torch.Tensor:
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        metric.update(logits.detach(), y)
-        # epoch-level values are reduced across ranks once per epoch (not every step)
-        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=stage != "train", sync_dist=True, batch_size=len(y))
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+        n = y.shape[0]
+        with torch.no_grad():
+            # device-side accumulation only: nothing here waits for the device
+            loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+            loss_metric.update(loss.detach().float() * n, n)
+            acc_metric.update((logits.detach().argmax(-1) == y).sum(), n)
+        if self._log_pending[stage]:
+            # Registering a Metric with Lightning once per epoch is enough: it computes it (DDP-reduced)
+            # at the epoch end and resets it. Calling self.log every step costs far more than the step
+            # of a small network.
+            self._log_pending[stage] = False
+            self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
+            self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
+    def _logging_step(self) -> bool:
+        """Whether Lightning sends step-level values to the loggers after this training step."""
+        connector = getattr(self._trainer, "_logger_connector", None)
+        return True if connector is None else bool(connector.should_update_logs)
+
+    def on_train_epoch_start(self) -> None:
+        self._log_pending["train"] = True
+
+    def on_validation_epoch_start(self) -> None:
+        self._log_pending["val"] = True
+
+    def on_test_epoch_start(self) -> None:
+        self._log_pending["test"] = True
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._shared_step(batch, "train", self.train_acc)
-        # per-step curve for dashboards; Lightning only reads it out every log_every_n_steps
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        loss = self._shared_step(batch, "train")
+        if self._logging_step():
+            # per-step curve for dashboards (and the progress bar: bnres.callbacks.ProgressBar), logged
+            # only on the steps whose values Lightning sends to the loggers. Not prog_bar=True:
+            # Lightning converts progress-bar values to Python numbers after every step, a host sync.
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val", self.val_acc)
+        self._shared_step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test", self.test_acc)
+        self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).argmax(-1)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # the total gradient norm costs a pass over all grads: only on logging steps
-        if self.trainer.global_step % max(1, self.trainer.log_every_n_steps) != 0:
+        # the total gradient norm costs a pass over all grads: only on the steps that are logged
+        if not self._logging_step():
             return
         norms = [p.grad.detach().norm(2) for p in self.net.parameters() if p.grad is not None]
         if norms:

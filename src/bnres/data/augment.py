@@ -5,12 +5,23 @@ from __future__ import annotations
 import torch
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move a small CPU tensor (random draws) to ``device`` without making the host wait.
+
+    A plain ``.to("cuda")`` from pageable memory synchronizes the stream: the host would wait for
+    the previous training step at every batch. Through pinned memory the copy is queued instead.
+    The draws themselves stay on the CPU generator, so batches are the same on every device."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad by ``padding`` and crop back to the original size at a random offset per image."""
     if padding <= 0:
         return x
     n, c, h, w = x.shape
-    shifts = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(x.device)
+    shifts = to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=generator), x.device)
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     rows = shifts[0][:, None] + torch.arange(h, device=x.device)[None, :]  # (n, h)
     cols = shifts[1][:, None] + torch.arange(w, device=x.device)[None, :]  # (n, w)
@@ -21,5 +32,5 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Flip each image horizontally with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    flip = to_device(torch.rand(x.shape[0], generator=generator) < 0.5, x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x)

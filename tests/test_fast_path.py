@@ -1,0 +1,194 @@
+"""The GPU fast-path switches build and train on CPU where they apply; the step reads nothing back.
+
+On CPU: channels_last, compile, bf16-mixed, and a check that a training step (module, data loader,
+augmentation, callbacks, logger connector, progress bar) never turns a tensor into a Python number
+outside the logging steps: on a GPU each such read is a host sync. The GPU-only switches (cuDNN
+benchmark, bf16 on CUDA, the whole fast path with data and augmentation on the device) are skipped
+without CUDA.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import open_dict
+
+from bnres import runner
+from bnres.callbacks import DivergenceMonitor, ProgressBar
+from bnres.module import Classifier, EpochMean
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+SMALL_CONV = ["model=resnet_cifar", "depth=8", "data=synthetic", "data.num_samples=256", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
+
+
+def _completed(record):
+    assert record["status"] == "completed", record["error"]
+    assert record["history"] and record["final"]["train/loss"] > 0
+    return record
+
+
+def test_channels_last_trains_on_cpu(make_cfg):
+    record = _completed(runner.run(make_cfg(*SMALL_CONV, "channels_last=true")))
+    assert record["config"]["channels_last"] is True
+
+
+def test_channels_last_converts_weights_and_inputs():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    net(torch.zeros(1, 3, 8, 8))
+    module = Classifier(net, channels_last=True)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    seen = {}
+    net[0].register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    module(torch.randn(2, 3, 8, 8))
+    assert seen["x"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_mixed_trains_on_cpu(make_cfg):
+    _completed(runner.run(make_cfg(*SMALL_CONV, "trainer.precision=bf16-mixed")))
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels with gcc: about a minute or more on 2 cores
+def test_compile_trains_on_cpu(make_cfg):
+    record = _completed(runner.run(make_cfg("model=lenet", "compile=true", "trainer.limit_train_batches=3")))
+    assert record["config"]["compile"] is True
+
+
+def test_compile_keeps_plain_parameter_names():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    module = Classifier(net, compile=True)
+    module.configure_model()
+    assert module._forward is not module.net  # compiled lazily: nothing is traced until the first call
+    assert set(module.state_dict()) == {"net.1.weight", "net.1.bias"}
+
+
+# --- no host reads in the training step -----------------------------------------------------------
+class _CountReads(pl.Callback):
+    """Counts tensor → Python conversions from the second training step of each epoch to the
+    start of validation (or the epoch's end): every one is a device→host sync on a GPU."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.reads: list[str] = []
+        self._saved = {}
+
+    def _patch(self) -> None:
+        for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+            original = getattr(torch.Tensor, name)
+            self._saved[name] = torch.Tensor.__dict__.get(name)  # None: inherited from the C base class
+
+            def wrapper(tensor, *args, _name=name, _original=original, **kwargs):
+                if self.active:
+                    import traceback
+
+                    self.reads.append(f"{_name}: " + "".join(traceback.format_stack(limit=6)[:-1]))
+                return _original(tensor, *args, **kwargs)
+
+            setattr(torch.Tensor, name, wrapper)
+
+    def unpatch(self) -> None:
+        for name, original in self._saved.items():
+            if original is None:
+                delattr(torch.Tensor, name)
+            else:
+                setattr(torch.Tensor, name, original)
+        self._saved.clear()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._patch()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.active = batch_idx >= 1
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.active = False
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.active = False
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.active = False
+        self.unpatch()
+
+
+def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkeypatch):
+    """Default callbacks and logger, augmentation on: with logging, progress-bar refresh and the
+    divergence check all less frequent than the run is long, a step reads no tensor value at all."""
+    counter = _CountReads()
+    cfg = make_cfg(
+        *SMALL_CONV, "data.augment=true", "logger=csv", "callbacks=default", "trainer.enable_progress_bar=true",
+        "trainer.limit_train_batches=6", "trainer.max_epochs=2", "trainer.log_every_n_steps=1000",
+        "callbacks.progress_bar.refresh_rate=1000", "divergence.check_every_n_steps=1000",
+    )
+    original_init = pl.Trainer.__init__
+
+    def init_with_counter(self, *args, callbacks=None, **kwargs):
+        original_init(self, *args, callbacks=[*(callbacks or []), counter], **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "__init__", init_with_counter)
+    try:
+        record = runner.run(cfg)
+    finally:
+        counter.unpatch()
+    assert record["status"] == "completed", record["error"]
+    assert not counter.reads, f"{len(counter.reads)} host reads during training steps, first:\n{counter.reads[0]}"
+
+
+def test_logged_values_are_epoch_means_over_all_samples(make_cfg):
+    """train/loss and train/acc are means over every sample of the epoch (not of batch means)."""
+    metric = EpochMean()
+    metric.update(torch.tensor(6.0), 3)  # 3 samples, loss sum 6
+    metric.update(torch.tensor(1.0), 1)
+    assert metric.compute().item() == pytest.approx(7.0 / 4)
+    record = _completed(runner.run(make_cfg("trainer.limit_train_batches=4")))
+    assert 0.0 <= record["final"]["train/acc"] <= 1.0
+
+
+def test_progress_bar_shows_the_step_loss_without_prog_bar_logging():
+    class FakeTrainer:
+        callback_metrics = {"train/loss_step": torch.tensor(0.25)}
+        progress_bar_metrics = {"val/acc": 0.5}
+        loggers = []
+
+    items = ProgressBar(step_metrics=["train/loss_step"]).get_metrics(FakeTrainer(), None)
+    assert items["train/loss_step"] == pytest.approx(0.25) and items["val/acc"] == 0.5
+
+
+# --- GPU only ---------------------------------------------------------------------------------------
+@cuda
+def test_cudnn_benchmark_on_gpu(make_cfg):
+    _completed(runner.run(make_cfg(*SMALL_CONV, "trainer=gpu", "trainer.benchmark=true")))
+    assert torch.backends.cudnn.benchmark
+
+
+@cuda
+@pytest.mark.gpu
+def test_whole_fast_path_on_gpu(make_cfg):
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    cfg = make_cfg(
+        *SMALL_CONV, "trainer=gpu", "trainer.precision=bf16-mixed", "trainer.benchmark=true", "channels_last=true",
+        "data.on_device=true", "data.augment=true", "trainer.limit_train_batches=8",
+    )
+    _completed(runner.run(cfg))
+
+
+@cuda
+def test_divergence_check_on_gpu_is_asynchronous_and_still_stops():
+    monitor = DivergenceMonitor(loss_factor=10.0, check_every_n_steps=1)
+
+    class Strategy:
+        @staticmethod
+        def reduce_boolean_decision(decision, all=True):
+            return decision
+
+    class Trainer:
+        world_size, global_step, should_stop, strategy = 1, 0, False, Strategy()
+
+    trainer = Trainer()
+    for step, value in enumerate([1.0, 2.0, float("nan"), 1.0, 1.0]):
+        trainer.global_step = step
+        monitor.on_train_batch_end(trainer, None, torch.tensor(value, device="cuda"), None, step)
+    monitor.on_train_end(trainer, None)
+    assert monitor.diverged_at_step == 2 and trainer.should_stop
+    assert "nan" in monitor.reason
