@@ -50,6 +50,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def new_record(overrides: list[str], config: dict[str, Any] | None, **fields: Any) -> dict[str, Any]:
+    """A record with every field of the schema, status ``running`` unless ``fields`` say otherwise."""
+    record: dict[str, Any] = {
+        "status": "running", "overrides": overrides, "config": config, "final": {}, "best": {}, "history": [],
+        "num_params": None, "wall_time_s": None, "train_images_per_s": None, "diverged_at_step": None,
+        "error": None, "resumed_from": None, "wandb_id": None,
+    }
+    record.update(fields)
+    return record
+
+
 def write_record(output_dir: Path | str, record: dict[str, Any]) -> Path:
     if record.get("status") not in STATUSES:
         raise ValueError(f"record status {record.get('status')!r} is not one of {', '.join(STATUSES)}")

@@ -28,7 +28,7 @@ from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import ConfigError, check_config
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
-from bnres.record import FINISHED, final_and_best, read_record, write_record
+from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
 
 log = logging.getLogger(__name__)
 
@@ -172,22 +172,10 @@ def fit_and_record(
 
     Shared by the Hydra entry point and the Lightning CLI, so both write the same record."""
     is_rank_zero = trainer.is_global_zero
-    record: dict[str, Any] = {
-        "status": "running",
-        "overrides": overrides,
-        "config": config,
-        "final": {},
-        "best": {},
-        "history": [],
-        "num_params": module.num_params(),
-        "wall_time_s": None,
-        "train_images_per_s": None,
-        "diverged_at_step": None,
-        "error": None,
-        "resumed_from": ckpt_path,
-        "wandb_id": None,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    record = new_record(
+        overrides, config, num_params=module.num_params(), resumed_from=ckpt_path,
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     if is_rank_zero:
         for lg in wandb_loggers(trainer.loggers):
             record["wandb_id"] = lg.experiment.id
@@ -284,7 +272,7 @@ def hydra_job(cfg: DictConfig) -> str:
         log.error("job failed before training: %s\n%s", message, traceback.format_exc())
         print(f"error: {message.splitlines()[0]}", file=sys.stderr, flush=True)
         if _launch_rank() == 0:
-            write_record(cfg.paths.output_dir, {"status": "failed", "overrides": hydra_job_info()["overrides"], "config": None, "final": {}, "best": {}, "history": [], "num_params": None, "wall_time_s": None, "train_images_per_s": None, "diverged_at_step": None, "error": message})
+            write_record(cfg.paths.output_dir, new_record(hydra_job_info()["overrides"], None, status="failed", error=message))
         _worsen(1)
         return "failed"
     if record["status"] == "failed":

