@@ -159,3 +159,27 @@ def test_cli_defaults_match_the_hydra_defaults(make_cfg):
     assert DEFAULTS["trainer.max_epochs"] == cfg.trainer.max_epochs
     assert DEFAULTS["model.net"]["init_args"]["name"] == cfg.model_name
     assert DEFAULTS["data"]["class_path"] == cfg.data._target_
+
+
+def test_sigterm_stops_a_cli_run_with_a_checkpoint_and_ckpt_path_continues_it(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])}
+    common = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "1",
+              "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+              "--data.batch_size", "32", "--trainer.default_root_dir", str(run_dir)]
+    signal_at = ["--trainer.callbacks+=signal_at_step.SignalAtStep", "--trainer.callbacks.step", "8", "--trainer.callbacks.signum", "SIGTERM"]
+    stopped = subprocess.run([*_console_script(), "fit", *common, *signal_at], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    record = read_record(run_dir)
+    assert record["status"] == "preempted" and "SIGTERM at step 8" in record["error"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    import torch
+
+    assert torch.load(last, weights_only=False)["global_step"] == 8  # part-way through epoch 1
+
+    resumed = subprocess.run([*_console_script(), "fit", *common, "--ckpt_path", str(last)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = read_record(run_dir)
+    assert record["status"] == "completed" and record["resumed_from"] == str(last)
+    assert [row["step"] for row in record["history"]] == [6, 12]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from bnres import runner
 from bnres.checks import ConfigError
@@ -36,30 +37,89 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+HELPERS = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])}
+# 15 training steps and 5 validation batches per epoch
+DETERMINISTIC = [*SMALL, "deterministic=true", "trainer.max_epochs=4", "data.eval_batch_size=100"]
+
+
+def _signal_at(step: int, signum: str) -> list[str]:
+    """Overrides that make the run send itself ``signum`` after optimizer step ``step`` (first run only)."""
+    return ["+callbacks.test_signal._target_=signal_at_step.SignalAtStep", f"+callbacks.test_signal.step={step}", f"+callbacks.test_signal.signum={signum}"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The uninterrupted run that interrupted-and-resumed runs must reproduce exactly."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    result = run_script([*DETERMINISTIC, f"hydra.run.dir={run_dir}"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def _assert_same_run(record: dict, reference: dict) -> None:
+    assert record["status"] == "completed"
+    assert [row["epoch"] for row in record["history"]] == [row["epoch"] for row in reference["history"]]
+    assert record["history"] == reference["history"]
+    assert record["final"] == reference["final"]
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
-    common = [*SMALL, "deterministic=true", "trainer.max_epochs=6"]
-    reference = run_script([*common, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=ROOT)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-
+def test_killed_run_resumes_from_its_checkpoint_with_identical_results(tmp_path, reference):
     run_dir = tmp_path / "killed"
-    args = [*common, f"hydra.run.dir={run_dir}"]
-    proc = _start(args)
-    _wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists() or proc.poll() is not None, 120, "the first checkpoint")
-    os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up, as with a pre-empted node
-    proc.wait()
-    killed = json.loads((run_dir / "result.json").read_text())
-    assert killed["status"] == "running", "the run finished before it could be killed; the test needs a longer run"
+    args = [*DETERMINISTIC, *_signal_at(37, "SIGKILL"), f"hydra.run.dir={run_dir}"]  # mid epoch 2
+    killed = run_script(args, cwd=ROOT, env=HELPERS)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "running"  # a killed job never claims to have finished
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 30  # end of epoch 1
 
-    resumed = run_script(args, cwd=ROOT)
+    resumed = run_script(args, cwd=ROOT, env=HELPERS)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     record = json.loads((run_dir / "result.json").read_text())
-    expected = json.loads((tmp_path / "reference" / "result.json").read_text())
-    assert record["status"] == "completed"
     assert record["resumed_from"].endswith("last.ckpt")  # continued, not restarted
-    assert [row["epoch"] for row in record["history"]] == list(range(6))
-    assert record["final"] == expected["final"]
-    assert record["history"] == expected["history"]
+    _assert_same_run(record, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("during", "step", "saved_at_step", "position"),
+    [
+        ("train", 37, 37, {"epoch": 2, "batches_done": 7}),  # saved at the signal, part-way through epoch 2
+        ("validation", 30, 15, {"epoch": 0, "batches_done": 15}),  # mid-validation: the epoch-end checkpoint before it
+    ],
+)
+def test_sigterm_saves_a_checkpoint_and_the_rerun_continues_from_it(tmp_path, reference, during, step, saved_at_step, position):
+    run_dir = tmp_path / "stopped"
+    args = [*DETERMINISTIC, *_signal_at(step, "SIGTERM"), f"+callbacks.test_signal.during={during}", f"hydra.run.dir={run_dir}"]
+    stopped = run_script(args, cwd=ROOT, env=HELPERS)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "preempted"
+    assert f"SIGTERM at step {step}" in record["error"]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == saved_at_step
+    positions = [v["train_position"] for v in checkpoint.values() if isinstance(v, dict) and "train_position" in v]
+    assert positions == [position]  # the data module's place in the epoch
+
+    resumed = run_script(args, cwd=ROOT, env=HELPERS)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "not resumable" not in resumed.stderr  # Lightning's warning for loaders that restart the epoch
+    _assert_same_run(json.loads((run_dir / "result.json").read_text()), reference)
+
+
+@pytest.mark.slow
+def test_submitit_time_limit_signal_checkpoints_requeues_and_resumes(tmp_path, reference):
+    """submitit's pre-emption signal (USR2) mid-epoch: checkpoint at that step, submitit requeues, the job resumes."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=submitit_local", *DETERMINISTIC, *_signal_at(37, "SIGUSR2"), f"hydra.sweep.dir={sweep}"]
+    result = run_script(args, cwd=ROOT, env=HELPERS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log_text = (sweep / "0" / "train.log").read_text()
+    assert "checkpoints/last.ckpt at step 37" in log_text  # saved at the signal ...
+    assert "Requeued job" in log_text  # ... then submitit requeued the job ...
+    record = json.loads((sweep / "0" / "result.json").read_text())
+    assert record["resumed_from"].endswith("last.ckpt")  # ... which continued from that checkpoint
+    _assert_same_run(record, reference)
 
 
 @pytest.mark.slow
@@ -184,3 +244,32 @@ def test_unwritable_download_folder_is_refused_before_any_work(make_cfg, tmp_pat
     with pytest.raises(ConfigError, match="is not writable"):
         runner.run(cfg)
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_loader_resumed_part_way_through_an_epoch_continues_with_the_next_batch():
+    from bnres.data.loader import TensorBatchLoader
+
+    images, labels = torch.randn(100, 3, 8, 8), torch.arange(100)
+    epoch = [3]
+
+    def loader() -> TensorBatchLoader:
+        return TensorBatchLoader(images, labels, batch_size=16, shuffle=True, drop_last=True, seed=7,
+                                 epoch_fn=lambda: epoch[0], crop_padding=2, flip=True, progress_fn=lambda: 4)
+
+    full = list(loader())
+    assert loader().state_dict() == {"epoch": 3, "batches_done": 0}  # no pass yet
+    first = loader()
+    next(iter(first))
+    assert first.state_dict() == {"epoch": 3, "batches_done": 4}  # the trainer's count of trained batches
+
+    resumed = loader()
+    resumed.load_state_dict({"epoch": 3, "batches_done": 4})
+    rest = list(resumed)
+    assert len(rest) == len(full) - 4
+    for (x, y), (x_full, y_full) in zip(rest, full[4:]):  # same samples, same crops and flips
+        assert torch.equal(y, y_full) and torch.equal(x, x_full)
+    assert len(list(resumed)) == len(full)  # only the first pass after the restore is shortened
+
+    other_epoch = loader()
+    other_epoch.load_state_dict({"epoch": 2, "batches_done": 4})  # that epoch had ended: start epoch 3 in full
+    assert len(list(other_epoch)) == len(full)

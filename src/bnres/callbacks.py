@@ -93,6 +93,13 @@ class DivergenceMonitor(pl.Callback):
     def diverged(self) -> bool:
         return self.diverged_at_step is not None
 
+    # the reference loss belongs to the run, not the process: a resumed run keeps its first loss
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial_loss": self.initial_loss}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.initial_loss = state_dict.get("initial_loss", self.initial_loss)
+
     def state_dict(self) -> dict[str, Any]:
         return {"initial_loss": self.initial_loss, "diverged_at_step": self.diverged_at_step, "reason": self.reason}
 
@@ -152,6 +159,10 @@ class HistoryRecorder(pl.Callback):
         self._val_time = 0.0
         self._val_start = 0.0
         self._throughput: list[tuple[int, float]] = []  # (images, seconds) per epoch
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # a run resumed part-way through an epoch starts timing here (no on_train_epoch_start then)
+        self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_images = 0

@@ -14,6 +14,9 @@ OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
+PARTIAL_EPOCH_KEY = "bnres_partial_epoch_sums"
+
+
 def default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
 
@@ -103,6 +106,23 @@ class Classifier(pl.LightningModule):
         if state:
             for key in [k for k in state if k.startswith("_forward.")]:
                 del state[key]
+        # saved part-way through an epoch (see on_save_checkpoint): continue that epoch's sums
+        for name, values in checkpoint.get(PARTIAL_EPOCH_KEY, {}).items():
+            metric = getattr(self, name)
+            for state_name, value in values.items():
+                getattr(metric, state_name).copy_(value)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint saved at a signal (bnres.preemption) is part-way through an epoch: it keeps the
+        # epoch's training sums so far, so the resumed run reports the mean over all of that epoch's
+        # batches, as an uninterrupted run does. End-of-epoch checkpoints leave them out: the next
+        # epoch starts from zero.
+        trainer = self._trainer
+        if trainer is not None and trainer.received_sigterm:
+            checkpoint[PARTIAL_EPOCH_KEY] = {
+                name: {"total": getattr(self, name).total.detach().cpu(), "count": getattr(self, name).count.detach().cpu()}
+                for name in ("train_loss", "train_acc")
+            }
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 RECORD_NAME = "result.json"
-STATUSES = ("running", "completed", "diverged", "failed")
+# preempted: stopped by a signal (a cluster's time limit, a `kill`) with a checkpoint saved; rerun resumes it
+STATUSES = ("running", "completed", "diverged", "failed", "preempted")
 FINISHED = ("completed", "diverged")
 METRIC_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc")
 

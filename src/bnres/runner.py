@@ -2,14 +2,16 @@
 
 ``run(cfg)`` is what ``scripts/train.py`` calls for every job of a run or sweep. Its outcome is
 always one of: a ``result.json`` saying ``completed`` or ``diverged`` (exit 0), one saying
-``failed`` with the error (the sweep goes on; non-zero exit at the end), or, for bad input, one
-clear line and no record at all.
+``failed`` with the error (the sweep goes on; non-zero exit at the end), one saying ``preempted``
+when a signal stopped it (checkpoint saved; the process exits or is requeued, see
+``bnres.preemption``), or, for bad input, one clear line and no record at all.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -21,6 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from bnres import distributed
@@ -28,6 +31,7 @@ from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import ConfigError, check_config
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
+from bnres.preemption import Preemption, submitit_signal
 from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -99,7 +103,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         # Lightning refuses a progress-bar callback when the bar is off: the switch wins
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    callbacks += [divergence, history]
+    callbacks += [divergence, history, Preemption(output_dir / "checkpoints" / "last.ckpt", requeue_signal=submitit_signal())]
 
     ckpt_path = resume_checkpoint(cfg, output_dir, previous)
     # a resumed run continues the same W&B run (online; offline see README, "Resuming")
@@ -199,6 +203,11 @@ def fit_and_record(
                 results = trainer.test(module, datamodule=datamodule, verbose=False)
                 test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
             record["status"] = "completed"
+    except SIGTERMException:  # a signal stopped it, last.ckpt saved (bnres.preemption): resumable
+        record["status"] = "preempted"
+        preemption = next((c for c in trainer.callbacks if isinstance(c, Preemption) and c.stopped), None)
+        record["error"] = preemption.describe(trainer) if preemption else f"stopped by SIGTERM at step {trainer.global_step}"
+        exit_code = 128 + signal.SIGTERM
     except Exception as err:  # recorded, not raised: the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"
@@ -217,6 +226,9 @@ def fit_and_record(
         if is_rank_zero:
             write_record(output_dir, record)
         close_loggers(trainer, record, exit_code)
+    for callback in trainer.callbacks:
+        if isinstance(callback, Preemption):
+            callback.hand_over()  # stopped by a signal: requeue (submitit) or exit 128 + signal
     return record
 
 

@@ -26,11 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-RESULT_FILENAME = "result.json"
-
-#: statuses of a run that ended (the only ones that count as evidence)
-FINISHED_STATUSES = ("completed", "diverged")
-KNOWN_STATUSES = ("completed", "diverged", "failed", "running")
+from bnres.record import FINISHED as FINISHED_STATUSES  # runs that ended: the only ones that count as evidence
+from bnres.record import RECORD_NAME as RESULT_FILENAME
+from bnres.record import STATUSES as KNOWN_STATUSES
 
 #: metric keys of the record's ``final``/``best`` blocks and their column suffixes
 METRIC_KEYS = {

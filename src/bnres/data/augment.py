@@ -16,12 +16,22 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+def crop_shifts(n: int, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """The random draws of ``random_crop`` for ``n`` images: (2, n) row and column offsets."""
+    return torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+
+
+def flip_draws(n: int, generator: torch.Generator) -> torch.Tensor:
+    """The random draws of ``random_flip`` for ``n`` images: which to flip."""
+    return torch.rand(n, generator=generator) < 0.5
+
+
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad by ``padding`` and crop back to the original size at a random offset per image."""
     if padding <= 0:
         return x
     n, c, h, w = x.shape
-    shifts = to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=generator), x.device)
+    shifts = to_device(crop_shifts(n, padding, generator), x.device)
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     rows = shifts[0][:, None] + torch.arange(h, device=x.device)[None, :]  # (n, h)
     cols = shifts[1][:, None] + torch.arange(w, device=x.device)[None, :]  # (n, w)
@@ -32,5 +42,5 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Flip each image horizontally with probability 1/2."""
-    flip = to_device(torch.rand(x.shape[0], generator=generator) < 0.5, x.device)
+    flip = to_device(flip_draws(x.shape[0], generator), x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x)

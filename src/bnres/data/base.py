@@ -71,6 +71,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.on_device = on_device
         self.shuffle_seed = shuffle_seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_position: dict[str, int] | None = None  # from a mid-epoch checkpoint, for the next train loader
+        self._train_loader: TensorBatchLoader | None = None
 
     # --- to implement -------------------------------------------------------------
     def load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -129,6 +131,11 @@ class InMemoryDataModule(pl.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def _batches_done(self) -> int:
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
     def _loader(self, split: str, train: bool) -> TensorBatchLoader:
         if split not in self.splits:
             self.setup()
@@ -142,6 +149,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             drop_last=train,
             seed=self.shuffle_seed,
             epoch_fn=self._epoch,
+            progress_fn=self._batches_done,
             crop_padding=self.crop_padding if (train and self.augment) else 0,
             flip=self.flip and train and self.augment,
             rank=rank,
@@ -149,7 +157,21 @@ class InMemoryDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", train=True)
+        loader = self._loader("train", train=True)
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+            self._train_position = None
+        self._train_loader = loader
+        return loader
+
+    # Where training stands in the current epoch, saved in every checkpoint. Lightning hands a stateful
+    # loader its state only if the loader was built after the restore; Classifier.configure_optimizers
+    # builds it earlier (estimated_stepping_batches), so the data module carries the position across.
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_position = state_dict.get("train_position")
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._loader("val", train=False)

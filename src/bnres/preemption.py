@@ -1,0 +1,119 @@
+"""Pre-emption: a signal ends a run at the next batch boundary, with a checkpoint saved there.
+
+SIGTERM (a SLURM pre-emption, a ``kill``, a cluster shutting down) goes through Lightning's own graceful
+stop: Lightning notes the signal and raises ``SIGTERMException`` after the current optimizer step, so
+the saved state is a consistent one. Under submitit (``hydra/launcher=slurm`` or ``submitit_local``)
+the time-limit signal (USR2, or ``$SUBMITIT_PREEMPT_SIGNAL``) is turned into the same stop; once the
+run's record says ``preempted``, submitit's own handler gets the signal and requeues the job, which
+resumes from ``checkpoints/last.ckpt``. Lightning's SLURM auto-requeue is off under submitit
+(``runner._trainer_plugins``), so exactly one of them requeues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+def submitit_signal() -> signal.Signals | None:
+    """The signal submitit sends before a time limit, when this process is a submitit job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+class Preemption(pl.Callback):
+    """Saves ``checkpoint_path`` (atomically) when a signal stops training, and hands the signal on.
+
+    ``checkpoint_path`` defaults to ``<trainer.default_root_dir>/checkpoints/last.ckpt``.
+
+    ``requeue_signal`` is also turned into Lightning's graceful stop while training runs; after the
+    stop, the handler that was installed for it before (submitit's requeue) runs — see ``hand_over``.
+    """
+
+    def __init__(self, checkpoint_path: str | Path | None = None, requeue_signal: signal.Signals | None = None) -> None:
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.requeue_signal = requeue_signal
+        self.signum: int | None = None  # the signal that stopped the run
+        self._previous: Any = None
+        self._installed = False
+
+    # --- the requeue signal: only while training runs -------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.checkpoint_path is None:
+            self.checkpoint_path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.requeue_signal is None or threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.getsignal(self.requeue_signal)
+        signal.signal(self.requeue_signal, self._on_requeue_signal)
+        self._installed = True
+
+    def _on_requeue_signal(self, signum: int, frame: Any) -> None:
+        log.warning("received %s: stopping after the current step to save a checkpoint", signal.Signals(signum).name)
+        self.signum = signum
+        # Lightning's graceful stop (and, under DDP, its forwarding of the stop to the other ranks)
+        signal.raise_signal(signal.SIGTERM)
+
+    def _uninstall(self) -> None:
+        if self._installed:
+            signal.signal(self.requeue_signal, self._previous)
+            self._installed = False
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._uninstall()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._uninstall()
+
+    # --- the stop ------------------------------------------------------------------------------
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._uninstall()
+        if not isinstance(exception, SIGTERMException):
+            return
+        if self.signum is None:
+            self.signum = signal.SIGTERM
+        if trainer.state.fn != "fit":
+            return  # stopped while testing: the end-of-training checkpoint is the one to resume from
+        if trainer.validating:
+            # Lightning cannot resume part-way through a validation pass (it skips the rest of that
+            # epoch's end): the epoch-end checkpoint before it is the one to resume from
+            log.warning("stopped during validation: the rerun resumes from the last epoch-end checkpoint")
+            return
+        # temporary file + rename: a kill while writing leaves the previous last.ckpt intact
+        assert self.checkpoint_path is not None  # set in setup
+        partial = self.checkpoint_path.with_name(self.checkpoint_path.name + ".partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.checkpoint_path)
+        log.warning("saved %s at step %d", self.checkpoint_path, trainer.global_step)
+
+    @property
+    def stopped(self) -> bool:
+        return self.signum is not None
+
+    def describe(self, trainer: pl.Trainer) -> str:
+        name = signal.Signals(self.signum).name if self.signum else "a signal"
+        return f"stopped by {name} at step {trainer.global_step}; rerun the same command to resume from {self.checkpoint_path}"
+
+    def hand_over(self) -> None:
+        """After the record is written: give the signal to whoever was to handle it, then exit.
+
+        submitit's handler requeues the job and exits itself; otherwise the process ends with the
+        conventional status 128 + signal number (143 for SIGTERM), which also stops a sweep that
+        runs in this process."""
+        if self.signum is None:
+            return
+        if self.signum == self.requeue_signal and callable(self._previous):
+            self._previous(self.signum, None)
+        raise SystemExit(128 + int(self.signum))
