@@ -105,6 +105,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_continues_from_it(tmp_path, re
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "not resumable" not in resumed.stderr  # Lightning's warning for loaders that restart the epoch
     _assert_same_run(json.loads((run_dir / "result.json").read_text()), reference)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt
 
 
 @pytest.mark.slow
