@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import open_dict
 
 from bnres import runner
 from bnres.callbacks import DivergenceMonitor, ProgressBar

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bnres import distributed
+from bnres.distributed import packing
 from bnres.record import read_record
 from conftest import TINY, run_script
 
@@ -69,20 +70,20 @@ def test_packed_launcher_with_ddp_jobs(tmp_path):
 
 
 def test_packed_jobs_count_and_device_assignment(make_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(distributed, "_gpu_count", lambda: 4)
+    monkeypatch.setattr(packing, "_gpu_count", lambda: 4)
     assert distributed.packed_jobs("auto", 1, 1) == 4
     assert distributed.packed_jobs("auto", 3, 1) == 12  # small networks: 3 per GPU
     assert distributed.packed_jobs("auto", 1, 2) == 2  # DDP jobs of 2 GPUs
     assert distributed.packed_jobs(2, 1, 1) == 2
     assert distributed.packed_jobs("auto", 1, -1) == 1  # a job wants every GPU
-    monkeypatch.setattr(distributed, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(packing, "_gpu_count", lambda: 0)
     assert distributed.packed_jobs("auto", 2, 1) == 2  # no GPU: the CPU is the one device
 
     def job_cfg(*extra):
         sweep = ["hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=packed"]
         return make_cfg("trainer=gpu", *sweep, *extra, output_dir=tmp_path / "sweep" / "0")
 
-    monkeypatch.setattr(distributed, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(packing, "_gpu_count", lambda: 2)
     # two GPUs, two jobs per GPU: four jobs at once, spread over both GPUs before doubling up
     cfgs = [job_cfg("packing.jobs_per_gpu=2") for _ in range(4)]
     with distributed.job_scope(cfgs[0]), distributed.job_scope(cfgs[1]), distributed.job_scope(cfgs[2]), distributed.job_scope(cfgs[3]):
@@ -97,7 +98,7 @@ def test_packed_jobs_count_and_device_assignment(make_cfg, tmp_path, monkeypatch
     with distributed.job_scope(again):
         assert list(again.trainer.devices) == [0]
     # DDP jobs of 2 GPUs on 4 GPUs
-    monkeypatch.setattr(distributed, "_gpu_count", lambda: 4)
+    monkeypatch.setattr(packing, "_gpu_count", lambda: 4)
     a, b = job_cfg("trainer.devices=2"), job_cfg("trainer.devices=2")
     with distributed.job_scope(a), distributed.job_scope(b):
         assert [list(a.trainer.devices), list(b.trainer.devices)] == [[0, 1], [2, 3]]

@@ -93,13 +93,6 @@ class DivergenceMonitor(pl.Callback):
     def diverged(self) -> bool:
         return self.diverged_at_step is not None
 
-    # the reference loss belongs to the run, not the process: a resumed run keeps its first loss
-    def state_dict(self) -> dict[str, Any]:
-        return {"initial_loss": self.initial_loss}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.initial_loss = state_dict.get("initial_loss", self.initial_loss)
-
     def state_dict(self) -> dict[str, Any]:
         return {"initial_loss": self.initial_loss, "diverged_at_step": self.diverged_at_step, "reason": self.reason}
 

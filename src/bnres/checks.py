@@ -82,3 +82,23 @@ def check_config(cfg: DictConfig) -> None:
 
         if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"trainer.precision={precision} is not supported by {torch.cuda.get_device_name()}; use 16-mixed or 32-true")
+    check_ddp_config(cfg)
+
+
+# --- DDP settings the harness cannot honour ---------------------------------------------------------
+_SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_true", "ddp_fork_find_unused_parameters_true")
+
+
+def check_ddp_config(cfg: DictConfig) -> None:
+    """DDP settings the harness cannot honour, as one-line :class:`ConfigError`s."""
+    if cfg.get("sync_batchnorm") and cfg.get("bn") and cfg.get("bn_impl") == "scratch":
+        raise ConfigError(
+            "sync_batchnorm=true needs bn_impl=torch: SyncBatchNorm only converts torch's BatchNorm layers, "
+            "so the from-scratch BN would silently stay per-device"
+        )
+    strategy = cfg.trainer.get("strategy")
+    if isinstance(strategy, str) and strategy in _SPAWNING_STRATEGIES:
+        raise ConfigError(
+            f"trainer.strategy={strategy} trains in spawned processes, so the run record (kept by rank 0 in this "
+            "process) would stay empty; use trainer.strategy=ddp (trainer=ddp)"
+        )

@@ -471,6 +471,7 @@ def _checkable(cfg: Namespace) -> dict[str, Any]:
         "bn_eps": knob("bn_eps"),
         "lr": lr,
         "seed": _seed_as_int(cfg.get("seed_everything")),
+        "sync_batchnorm": bool(trainer.get("sync_batchnorm")),
         "data": {"name": data_name, "batch_size": data_args.get("batch_size", _default_of(data_cls, "batch_size") or 128)},
         "trainer": {
             "max_epochs": trainer.get("max_epochs"),
@@ -478,6 +479,7 @@ def _checkable(cfg: Namespace) -> dict[str, Any]:
             "precision": str(trainer.get("precision") or "32-true"),
             "accelerator": str(trainer.get("accelerator") or "auto"),
             "devices": trainer.get("devices", 1),
+            "strategy": trainer.get("strategy") if isinstance(trainer.get("strategy"), str) else None,
         },
     }
 

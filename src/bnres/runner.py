@@ -68,7 +68,6 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one job and return its record (also written to ``<output_dir>/result.json``)."""
     check_config(cfg)  # bad input: one line, before any work and before any record
-    distributed.check_ddp_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     job = hydra_job_info()
 

@@ -287,7 +287,7 @@ def _decide_claim1(bn_ok: dict[float, bool], nobn_ok: dict[float, bool], min_rat
         numbers[f"{name}_max_stable_lr"] = best
         numbers[f"{name}_max_stable_lr_is_lower_bound"] = bool(best is not None and best == top)
         numbers[f"{name}_largest_lr_tried"] = top
-    (bn_max, bn_lower, bn_top), (nb_max, nb_lower, nb_top) = stable["bn"], stable["nobn"]
+    (bn_max, bn_lower, bn_top), (nb_max, nb_lower, _) = stable["bn"], stable["nobn"]
 
     if bn_max is None:
         return out(INCONCLUSIVE, f"the BN net never trains (val acc never >= threshold for every seed at any LR up to {_fmt(bn_top)}); the budget or threshold may be too strict.")

@@ -1,0 +1,130 @@
+"""Sweep packing (``hydra/launcher=packed``): several jobs at once on one machine.
+
+Each job is pinned to its own GPU(s) through a slot held for the job's lifetime (a lock file in the
+sweep folder). Works with reused worker processes, because it pins with ``trainer.devices=[k, ...]``,
+not ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from bnres.distributed.ranks import CHILD_ENV
+
+log = logging.getLogger(__name__)
+
+# the GPUs a packed job got (inherited by its ranks > 0)
+DEVICES_ENV = "BNRES_PACKED_DEVICES"
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        return max(1, len(value))
+    text = str(value).strip()
+    if text in ("-1", "auto", "None", "null", ""):
+        return 0  # all of them
+    try:
+        number = int(text)
+    except ValueError:
+        number = len([t for t in text.split(",") if t.strip()])
+    if number < 1:
+        raise ValueError(f"{what}={value!r} must be a positive integer")
+    return number
+
+
+def _gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _gpus_per_job(value: Any, devices: Any) -> int:
+    """GPUs a packed job gets: ``packing.gpus_per_job``, or with ``auto`` the job's ``trainer.devices``
+    (0 = all GPUs: ``-1``/``auto`` devices)."""
+    return _count(devices if str(value).strip() in ("auto", "") else value, "packing.gpus_per_job")
+
+
+def packed_jobs(gpus_per_job: Any = "auto", jobs_per_gpu: Any = 1, devices: Any = 1) -> int:
+    """How many jobs run at once: (GPUs // GPUs per job) x jobs per GPU. Without GPUs the CPU counts
+    as one device shared by ``jobs_per_gpu`` jobs. The ``bnres.packed_jobs`` resolver."""
+    per_gpu = _count(jobs_per_gpu, "packing.jobs_per_gpu") or 1
+    gpus = _gpu_count()
+    need = _gpus_per_job(gpus_per_job, devices) or max(gpus, 1)
+    return max(1, gpus // need) * per_gpu
+
+
+class _Slot:
+    def __init__(self, index: int, handle: Any) -> None:
+        self.index, self.handle = index, handle
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()  # closing the file drops its lock
+
+
+def _acquire_slot(folder: Path, slots: int, poll_s: float = 0.5) -> _Slot:
+    """The lowest free slot in ``folder`` (waits while all are taken); held until released or exit."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(slots):
+            handle = open(folder / f"slot{index}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            return _Slot(index, handle)
+        time.sleep(poll_s)
+
+
+def _pin(cfg: DictConfig, devices: list[int]) -> None:
+    with open_dict(cfg):
+        cfg.trainer.devices = devices
+        if str(cfg.trainer.get("accelerator", "auto")) == "auto":
+            cfg.trainer.accelerator = "gpu"
+
+
+def _pack(cfg: DictConfig) -> _Slot | None:
+    """Packing (``hydra/launcher=packed``): take a slot and pin the job to that slot's GPU(s)."""
+    if os.environ.get(CHILD_ENV):  # a rank > 0: same GPUs as its rank 0
+        if os.environ.get(DEVICES_ENV):
+            _pin(cfg, [int(d) for d in os.environ[DEVICES_ENV].split(",")])
+        return None
+    packing = cfg.get("packing")
+    if not packing:
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or str(HydraConfig.get().mode) != "RunMode.MULTIRUN":
+        return None
+    hc = HydraConfig.get()
+    gpus = _gpu_count()
+    per_job = _gpus_per_job(packing.get("gpus_per_job", "auto"), cfg.trainer.get("devices", 1)) or max(gpus, 1)
+    groups = max(1, gpus // per_job)
+    slots = packed_jobs(per_job, packing.get("jobs_per_gpu", 1))
+    slot = _acquire_slot(Path(str(hc.sweep.dir)) / ".slots", slots)
+    devices = None
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if gpus and accelerator in ("gpu", "cuda", "auto"):
+        first = (slot.index % groups) * per_job
+        devices = list(range(first, first + per_job))
+        os.environ[DEVICES_ENV] = ",".join(map(str, devices))
+        _pin(cfg, devices)
+    log.info("packed job %s: slot %d of %d, devices %s", hc.job.get("num"), slot.index, slots, devices or accelerator)
+    return slot
+
+
+
+OmegaConf.register_new_resolver("bnres.packed_jobs", packed_jobs, replace=True)
