@@ -124,6 +124,31 @@ def test_submitit_time_limit_signal_checkpoints_requeues_and_resumes(tmp_path, r
 
 
 @pytest.mark.slow
+def test_ddp_run_stops_at_one_step_on_every_rank_when_only_rank_0_is_signalled(tmp_path):
+    """A `kill` of rank 0 alone: the ranks agree on the step, save there, exit; the rerun ends as an uninterrupted run."""
+    common = [*SMALL, "trainer=ddp", "trainer.devices=2", "deterministic=true", "trainer.max_epochs=3", "data.batch_size=128"]
+    env = {**HELPERS, "OMP_NUM_THREADS": "1"}
+    reference = run_script([*common, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=ROOT, env=env)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run_dir = tmp_path / "stopped"
+    args = [*common, *_signal_at(20, "SIGTERM"), "+callbacks.test_signal.rank=0", f"hydra.run.dir={run_dir}"]
+    stopped = run_script(args, cwd=ROOT, env=env, timeout=240)  # before: rank 0 stopped alone and the job hung
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "preempted"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 20
+    assert "saved" in (run_dir / "train_rank1.log").read_text()  # rank 1 stopped at the same step
+
+    resumed = run_script(args, cwd=ROOT, env=env, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    record = json.loads((run_dir / "result.json").read_text())
+    expected = json.loads((tmp_path / "reference" / "result.json").read_text())
+    assert record["status"] == "completed" and record["final"] == expected["final"]
+    for row, row_expected in zip(record["history"], expected["history"], strict=True):
+        # the interrupted epoch's training mean adds the ranks' partial sums in another order
+        assert row == pytest.approx(row_expected, rel=1e-6)
+
+
+@pytest.mark.slow
 def test_interrupted_sweep_skips_finished_jobs_and_completes_the_rest(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "lr=0.05,0.1,0.2", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "data.batch_size=256", f"hydra.sweep.dir={sweep}"]

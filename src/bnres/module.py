@@ -106,11 +106,13 @@ class Classifier(pl.LightningModule):
         if state:
             for key in [k for k in state if k.startswith("_forward.")]:
                 del state[key]
-        # saved part-way through an epoch (see on_save_checkpoint): continue that epoch's sums
+        # saved part-way through an epoch (see on_save_checkpoint): continue that epoch's sums. They are
+        # the sums over all ranks, so under DDP rank 0 takes them and the other ranks start from zero.
+        rank_zero = self._trainer is None or self._trainer.global_rank == 0
         for name, values in checkpoint.get(PARTIAL_EPOCH_KEY, {}).items():
             metric = getattr(self, name)
             for state_name, value in values.items():
-                getattr(metric, state_name).copy_(value)
+                getattr(metric, state_name).copy_(value if rank_zero else torch.zeros_like(value))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint saved at a signal (bnres.preemption) is part-way through an epoch: it keeps the
@@ -120,7 +122,8 @@ class Classifier(pl.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.received_sigterm:
             checkpoint[PARTIAL_EPOCH_KEY] = {
-                name: {"total": getattr(self, name).total.detach().cpu(), "count": getattr(self, name).count.detach().cpu()}
+                # summed over ranks (every rank saves; the file is rank 0's)
+                name: {key: trainer.strategy.reduce(getattr(getattr(self, name), key).detach().clone(), reduce_op="sum").cpu() for key in ("total", "count")}
                 for name in ("train_loss", "train_acc")
             }
 

@@ -40,35 +40,62 @@ class Preemption(pl.Callback):
     stop, the handler that was installed for it before (submitit's requeue) runs — see ``hand_over``.
     """
 
-    def __init__(self, checkpoint_path: str | Path | None = None, requeue_signal: signal.Signals | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint_path: str | Path | None = None,
+        requeue_signal: signal.Signals | None = None,
+        check_every_n_steps: int = 1,
+    ) -> None:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.requeue_signal = requeue_signal
+        self.check_every_n_steps = check_every_n_steps  # under DDP: how often the ranks agree on stopping
         self.signum: int | None = None  # the signal that stopped the run
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}  # handlers replaced while training runs
+        self._requeue_handler: Any = None  # the one the requeue signal had (submitit's), for hand_over
+        self._collective = False
 
-    # --- the requeue signal: only while training runs -------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.checkpoint_path is None:
             self.checkpoint_path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
+    # --- signals: only while training runs -----------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.requeue_signal is None or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             return
-        self._previous = signal.getsignal(self.requeue_signal)
-        signal.signal(self.requeue_signal, self._on_requeue_signal)
-        self._installed = True
+        # Under DDP, Lightning stops each rank at *its* next step; ranks signalled at different moments
+        # (or only rank 0, by a `kill`) would stop at different steps and hang in the next collective.
+        # There, a signal is only noted, and the ranks agree on the step to stop at (on_train_batch_end).
+        self._collective = trainer.world_size > 1
+        signums = [self.requeue_signal] if self.requeue_signal is not None else []
+        if self._collective:
+            signums.append(signal.SIGTERM)
+        for signum in signums:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        if self.requeue_signal is not None:
+            self._requeue_handler = self._previous[self.requeue_signal]
 
-    def _on_requeue_signal(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
         log.warning("received %s: stopping after the current step to save a checkpoint", signal.Signals(signum).name)
-        self.signum = signum
-        # Lightning's graceful stop (and, under DDP, its forwarding of the stop to the other ranks)
-        signal.raise_signal(signal.SIGTERM)
+        if self.signum is None:
+            self.signum = signum
+        if not self._collective:
+            signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop, at the end of this step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._collective or trainer.global_step % self.check_every_n_steps != 0:
+            return
+        if trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
+            if self.signum is None:
+                self.signum = signal.SIGTERM  # another rank was signalled
+            # Lightning's own flag, set on every rank at this same step: each raises its graceful stop
+            # at the end of this step (after the epoch's end, for an epoch's last step), all together
+            trainer._signal_connector.received_sigterm = True
 
     def _uninstall(self) -> None:
-        if self._installed:
-            signal.signal(self.requeue_signal, self._previous)
-            self._installed = False
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._uninstall()
@@ -114,6 +141,6 @@ class Preemption(pl.Callback):
         runs in this process."""
         if self.signum is None:
             return
-        if self.signum == self.requeue_signal and callable(self._previous):
-            self._previous(self.signum, None)
+        if self.signum == self.requeue_signal and callable(self._requeue_handler):
+            self._requeue_handler(self.signum, None)
         raise SystemExit(128 + int(self.signum))

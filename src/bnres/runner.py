@@ -102,7 +102,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         # Lightning refuses a progress-bar callback when the bar is off: the switch wins
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    callbacks += [divergence, history, Preemption(output_dir / "checkpoints" / "last.ckpt", requeue_signal=submitit_signal())]
+    callbacks += [divergence, history, Preemption(
+        output_dir / "checkpoints" / "last.ckpt", requeue_signal=submitit_signal(),
+        check_every_n_steps=cfg.divergence.check_every_n_steps,  # under DDP, the same cadence of collectives
+    )]
 
     ckpt_path = resume_checkpoint(cfg, output_dir, previous)
     # a resumed run continues the same W&B run (online; offline see README, "Resuming")

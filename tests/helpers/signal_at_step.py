@@ -16,12 +16,15 @@ import pytorch_lightning as pl
 class SignalAtStep(pl.Callback):
     """At the end of training batch ``step`` (global step), or of the first validation batch after it."""
 
-    def __init__(self, step: int, signum: str = "SIGKILL", during: str = "train") -> None:
+    def __init__(self, step: int, signum: str = "SIGKILL", during: str = "train", rank: int | None = None) -> None:
         self.step = step
         self.signum = getattr(signal, signum)
         self.during = during
+        self.rank = rank  # only this global rank signals itself (None: every rank)
 
     def _maybe_signal(self, trainer) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         if trainer.ckpt_path is None and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
 
