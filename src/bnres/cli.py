@@ -43,7 +43,7 @@ from bnres.loggers import finish_active_wandb_run
 from bnres.models import BUILDERS
 from bnres.models.zoo import network
 from bnres.module import Classifier
-from bnres.preemption import Preemption, submitit_signal
+from bnres.preemption import Preemption
 from bnres.runner import fit_and_record, run_name
 
 DESCRIPTION = (
@@ -228,7 +228,7 @@ class BnresCLI(LightningCLI):
             subclass_mode_data=True,
             seed_everything_default=0,
             # pre-emption: a signal saves <run dir>/checkpoints/last.ckpt; resume with --ckpt_path
-            trainer_defaults={"callbacks": [self.history, Preemption(requeue_signal=submitit_signal())]},
+            trainer_defaults={"callbacks": [self.history, Preemption()]},
             parser_class=_Parser,
             auto_configure_optimizers=False,  # the Classifier's own configure_optimizers (with total_steps)
             save_config_callback=partial(SaveGivenConfig, cli=self),

@@ -34,9 +34,9 @@ def submitit_signal() -> signal.Signals | None:
 class Preemption(pl.Callback):
     """Saves ``checkpoint_path`` (atomically) when a signal stops training, and hands the signal on.
 
-    ``checkpoint_path`` defaults to ``<trainer.default_root_dir>/checkpoints/last.ckpt``.
-
-    ``requeue_signal`` is also turned into Lightning's graceful stop while training runs; after the
+    ``checkpoint_path`` defaults to ``<trainer.default_root_dir>/checkpoints/last.ckpt`` (the job's
+    folder), ``requeue_signal`` to submitit's time-limit signal when this process is a submitit job.
+    The requeue signal is also turned into Lightning's graceful stop while training runs; after the
     stop, the handler that was installed for it before (submitit's requeue) runs — see ``hand_over``.
     """
 
@@ -47,7 +47,7 @@ class Preemption(pl.Callback):
         check_every_n_steps: int = 1,
     ) -> None:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.requeue_signal = requeue_signal
+        self.requeue_signal = requeue_signal if requeue_signal is not None else submitit_signal()
         self.check_every_n_steps = check_every_n_steps  # under DDP: how often the ranks agree on stopping
         self.signum: int | None = None  # the signal that stopped the run
         self._previous: dict[int, Any] = {}  # handlers replaced while training runs

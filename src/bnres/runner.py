@@ -31,7 +31,7 @@ from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import ConfigError, check_config
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
-from bnres.preemption import Preemption, submitit_signal
+from bnres.preemption import Preemption
 from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         # Lightning refuses a progress-bar callback when the bar is off: the switch wins
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    callbacks += [divergence, history, Preemption(
-        output_dir / "checkpoints" / "last.ckpt", requeue_signal=submitit_signal(),
-        check_every_n_steps=cfg.divergence.check_every_n_steps,  # under DDP, the same cadence of collectives
-    )]
+    # under DDP the pre-emption decision is a collective too: at the divergence check's cadence
+    callbacks += [divergence, history, Preemption(check_every_n_steps=cfg.divergence.check_every_n_steps)]
 
     ckpt_path = resume_checkpoint(cfg, output_dir, previous)
     # a resumed run continues the same W&B run (online; offline see README, "Resuming")
