@@ -148,6 +148,23 @@ def test_typed_choices_and_schedules_match_the_library():
         assert given == wanted, name
 
 
+def test_cli_last_checkpoint_is_rewritten_when_val_acc_does_not_improve(tmp_path):
+    """last.ckpt follows every epoch end, not only the epochs that improve val/acc (what save_last on
+    the monitored checkpoint would do): a resumed CLI run continues from where it stopped."""
+    run_dir = tmp_path / "run"
+    # no BN (running statistics would move) and lr ~ 0: val/acc stays the same, so best.ckpt is not rewritten
+    args = ["fit", *FAST, "--trainer.max_epochs", "3", "--trainer.logger", "false", "--trainer.default_root_dir", str(run_dir),
+            "--model.optimizer.lr", "1e-30", "--model.scheduler", "bnres.cli.ConstantSchedule", "--model.net.bn", "false"]
+    record = BnresCLI(args=args).record
+    assert record["status"] == "completed", record["error"]
+    import torch
+
+    checkpoints = run_dir / "checkpoints"
+    assert torch.load(checkpoints / "best.ckpt", weights_only=False)["global_step"] == 2
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
 def test_cli_defaults_match_the_hydra_defaults(make_cfg):
     """Two front doors, one house: the CLI's defaults must not drift from conf/train.yaml."""
     from bnres.cli import DEFAULTS
@@ -159,6 +176,12 @@ def test_cli_defaults_match_the_hydra_defaults(make_cfg):
     assert DEFAULTS["trainer.max_epochs"] == cfg.trainer.max_epochs
     assert DEFAULTS["model.net"]["init_args"]["name"] == cfg.model_name
     assert DEFAULTS["data"]["class_path"] == cfg.data._target_
+    # the same callbacks with the same arguments (the CLI fills in dirpath per run)
+    hydra_callbacks = sorted(
+        (json.dumps({k: v for k, v in c.items() if k != "dirpath"}, sort_keys=True) for c in cfg.callbacks.values()),
+    )
+    cli_callbacks = sorted(json.dumps({"_target_": c["class_path"], **c["init_args"]}, sort_keys=True) for c in DEFAULTS["trainer.callbacks"])
+    assert cli_callbacks == hydra_callbacks
 
 
 def test_sigterm_stops_a_cli_run_with_a_checkpoint_and_ckpt_path_continues_it(tmp_path):

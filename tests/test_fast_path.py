@@ -153,6 +153,24 @@ def test_progress_bar_shows_the_step_loss_without_prog_bar_logging():
     assert items["train/loss_step"] == pytest.approx(0.25) and items["val/acc"] == 0.5
 
 
+def test_progress_bar_redraws_at_most_every_min_interval(monkeypatch):
+    """Every refresh_rate batches, but not twice within min_interval_s; a loop's last batch always."""
+    clock = [100.0]
+    monkeypatch.setattr("bnres.callbacks.time.monotonic", lambda: clock[0])
+    bar = ProgressBar(refresh_rate=2, min_interval_s=0.5)
+    drawn = []
+    for batch in range(1, 12):
+        clock[0] += 0.2  # 0.2 s per batch
+        if bar._should_update(batch, 11):
+            drawn.append(batch)
+    # batch 2 (first due), then the next even batch >= 0.5 s later, ..., and the last (11)
+    assert drawn == [2, 6, 10, 11]
+    fast = ProgressBar(refresh_rate=1, min_interval_s=0)
+    assert all(fast._should_update(batch, 5) for batch in range(1, 6))
+    with pytest.raises(ValueError, match="min_interval_s=-1"):
+        ProgressBar(min_interval_s=-1)
+
+
 # --- GPU only ---------------------------------------------------------------------------------------
 @cuda
 def test_cudnn_benchmark_on_gpu(make_cfg):

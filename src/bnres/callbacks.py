@@ -103,16 +103,44 @@ class DivergenceMonitor(pl.Callback):
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's TQDM bar, also showing step-level values that are not logged with ``prog_bar=True``.
+    """Lightning's TQDM bar, redrawn at most every ``min_interval_s`` seconds, also showing step-level
+    values that are not logged with ``prog_bar=True``.
+
+    Lightning redraws every ``refresh_rate`` batches however fast they go: for a small network that
+    is many redraws a second, each a terminal write (and, under W&B, a captured console record) that
+    nobody can read. Here a redraw also waits until ``min_interval_s`` has passed since the last one
+    (the last batch of a loop is always drawn), so a fast run redraws a few times a second and a slow
+    one at every ``refresh_rate`` batches.
 
     Lightning turns every ``prog_bar=True`` step value into a Python number after every step (a host
     sync on a GPU), whether or not the bar is redrawn. The module logs ``train/loss_step`` without
-    ``prog_bar``; this bar reads it only when it redraws (every ``refresh_rate`` steps).
+    ``prog_bar``; this bar reads it only when it redraws.
     """
 
-    def __init__(self, refresh_rate: int = 10, process_position: int = 0, leave: bool = False, step_metrics: tuple[str, ...] | list[str] = ("train/loss_step",)) -> None:
+    def __init__(
+        self,
+        refresh_rate: int = 1,
+        min_interval_s: float = 0.25,
+        process_position: int = 0,
+        leave: bool = False,
+        step_metrics: tuple[str, ...] | list[str] = ("train/loss_step",),
+    ) -> None:
+        if min_interval_s < 0:
+            raise ValueError(f"callbacks.progress_bar.min_interval_s={min_interval_s} must be >= 0")
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+        self.min_interval_s = float(min_interval_s)
         self.step_metrics = tuple(step_metrics)
+        self._last_redraw = -math.inf
+
+    def _should_update(self, current: int, total: int) -> bool:
+        # Lightning's test (enabled, every refresh_rate batches or the last), then the clock's
+        if not super()._should_update(current, total):
+            return False
+        now = time.monotonic()
+        if current != total and now - self._last_redraw < self.min_interval_s:
+            return False
+        self._last_redraw = now
+        return True
 
     def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)

@@ -146,21 +146,23 @@ DEFAULTS: dict[str, Any] = {
     # filled in before the run (see before_instantiate_classes): save_dir "." or null = the run folder;
     # mode null = $WANDB_MODE, else offline; group null = "single"; name null = from the command line
     "trainer.logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "bnres"}},
+    # as conf/callbacks/default.yaml (drift-tested): best and last checkpoints, lr monitor, progress bar
     "trainer.callbacks": [
         {
             "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
             # dirpath: null = <run folder>/checkpoints
-            "init_args": {
-                "filename": "best",
-                "monitor": "val/acc",
-                "mode": "max",
-                "save_top_k": 1,
-                "save_last": True,
-                "auto_insert_metric_name": False,
-            },
+            "init_args": {"filename": "best", "monitor": "val/acc", "mode": "max", "save_top_k": 1, "save_last": False, "auto_insert_metric_name": False},
+        },
+        {
+            # last.ckpt at every epoch end (what `--ckpt_path RUN/checkpoints/last.ckpt` resumes from): an
+            # unmonitored top-1 checkpoint, since save_last on the monitored one is written only when it improves
+            "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+            "init_args": {"filename": "last", "monitor": None, "save_top_k": 1, "save_last": False},
         },
         # dropped automatically when there is no logger to write to
         {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}},
+        # dropped automatically with --trainer.enable_progress_bar false
+        {"class_path": "bnres.callbacks.ProgressBar", "init_args": {"refresh_rate": 1, "min_interval_s": 0.25}},
     ],
 }
 
@@ -282,6 +284,8 @@ class BnresCLI(LightningCLI):
             callbacks = [cb for cb in callbacks if not _is(cb, "pytorch_lightning.callbacks.LearningRateMonitor")]
         if trainer.get("enable_checkpointing") is False:
             callbacks = [cb for cb in callbacks if not _is(cb, "pytorch_lightning.callbacks.ModelCheckpoint")]
+        if trainer.get("enable_progress_bar") is False:
+            callbacks = [cb for cb in callbacks if not _is(cb, "bnres.callbacks.ProgressBar")]
         if trainer.get("callbacks") is not None:
             trainer.callbacks = callbacks
         try:
