@@ -15,8 +15,9 @@ The same pieces as the Hydra entry point (``scripts/train.py``), parsed by ``Lig
 * ``fit`` goes through :func:`bnres.runner.fit_and_record`, so it writes the same ``result.json`` as a Hydra run
   (with the same divergence detection and history) and analysis reads both.
 
-Defaults mirror ``conf/train.yaml`` (LeNet with BN on the 5k MNIST digits, SGD lr 0.1, constant schedule,
-5 epochs, seed 0); ``conf/cli/*.yaml`` holds example configs.
+Defaults mirror ``conf/train.yaml`` (LeNet with BN on the 5k MNIST digits, SGD lr 0.1, cosine schedule,
+3 epochs, seed 0, the callbacks of ``conf/callbacks/default.yaml``; drift-tested); ``conf/cli/*.yaml`` holds
+example configs.
 """
 
 from __future__ import annotations
