@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from bnres.analysis.records import FINISHED_STATUSES, NO_BN_LABEL
+from bnres.analysis.records import NO_BN_LABEL
 from bnres.analysis.verdicts import (
     ARCH_KEYS,
     DEFAULT_ACC_THRESHOLD,
@@ -34,6 +34,7 @@ from bnres.analysis.verdicts import (
     run_trains,
     select_lr_sweep_runs,
 )
+from bnres.record import FINISHED
 
 BN_COLORS = {True: "tab:blue", False: "tab:orange"}
 FAMILY_COLORS = {False: "tab:red", True: "tab:green"}  # residual? -> colour
@@ -59,7 +60,7 @@ def plot_lr_sweep(runs: pd.DataFrame, acc_threshold: float = DEFAULT_ACC_THRESHO
         subset = subset.assign(trains=run_trains(subset, acc_threshold))
         verdict = claim_bn_lr_for(group, acc_threshold)
         for bn in (True, False):
-            setting = subset[(subset["bn"] == bn) & subset["status"].isin(FINISHED_STATUSES)]
+            setting = subset[(subset["bn"] == bn) & subset["status"].isin(FINISHED)]
             if setting.empty:
                 continue
             color, label = BN_COLORS[bn], "BN" if bn else NO_BN_LABEL
@@ -205,7 +206,7 @@ def plot_placement(runs: pd.DataFrame):
     if found is None:
         return None
     key, chosen = found
-    finished = chosen[chosen["status"].isin(FINISHED_STATUSES)]
+    finished = chosen[chosen["status"].isin(FINISHED)]
     placements = sorted(finished.loc[finished["bn"], "bn_placement"].dropna().unique())
     labels = placements + ([NO_BN_LABEL] if (~finished["bn"]).any() else [])
     lrs = sorted(finished["lr"].unique())

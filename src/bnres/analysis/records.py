@@ -26,9 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from bnres.record import FINISHED as FINISHED_STATUSES  # runs that ended: the only ones that count as evidence
-from bnres.record import RECORD_NAME as RESULT_FILENAME
-from bnres.record import STATUSES as KNOWN_STATUSES
+from bnres.record import FINISHED, RECORD_NAME, STATUSES  # FINISHED: runs that ended, the only evidence
 
 #: metric keys of the record's ``final``/``best`` blocks and their column suffixes
 METRIC_KEYS = {
@@ -76,9 +74,9 @@ def find_result_files(sweep_dir: str | Path) -> list[Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise NoResultsError(f"{sweep_dir}: no such sweep folder")
-    files = sorted(sweep_dir.glob(f"**/{RESULT_FILENAME}"), key=lambda p: _natural_key(p.relative_to(sweep_dir)))
+    files = sorted(sweep_dir.glob(f"**/{RECORD_NAME}"), key=lambda p: _natural_key(p.relative_to(sweep_dir)))
     if not files:
-        raise NoResultsError(f"{sweep_dir}: no {RESULT_FILENAME} found (searched {sweep_dir}/**/{RESULT_FILENAME})")
+        raise NoResultsError(f"{sweep_dir}: no {RECORD_NAME} found (searched {sweep_dir}/**/{RECORD_NAME})")
     return files
 
 
@@ -164,13 +162,13 @@ def load_sweeps(sweep_dirs: str | Path | Sequence[str | Path]) -> tuple[pd.DataF
 
 def finished_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs that ended (completed or diverged); running and failed runs are missing evidence."""
-    return runs[runs["status"].isin(FINISHED_STATUSES)]
+    return runs[runs["status"].isin(FINISHED)]
 
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
     """Number of runs per status (all known statuses listed, zero included)."""
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
-    return {status: int(counts.pop(status, 0)) for status in KNOWN_STATUSES} | {k: int(v) for k, v in counts.items()}
+    return {status: int(counts.pop(status, 0)) for status in STATUSES} | {k: int(v) for k, v in counts.items()}
 
 
 def write_tables(runs: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from bnres.analysis.records import FINISHED_STATUSES
+from bnres.record import FINISHED
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -228,10 +228,10 @@ def _lr_outcomes(setting: pd.DataFrame, acc_threshold: float) -> pd.DataFrame:
     setting = setting.assign(trains=run_trains(setting, acc_threshold))
     rows = []
     for lr, at_lr in setting.groupby("lr"):
-        done = at_lr[at_lr["status"].isin(FINISHED_STATUSES)]
+        done = at_lr[at_lr["status"].isin(FINISHED)]
         # missing: records at this LR that have not finished (running, failed), unless the same
         # seed also has a finished record here (a rerun)
-        unfinished = at_lr[~at_lr["status"].isin(FINISHED_STATUSES)]
+        unfinished = at_lr[~at_lr["status"].isin(FINISHED)]
         done_seeds = set(done["seed"].dropna())
         missing = sum(1 for seed in unfinished["seed"] if pd.isna(seed) or seed not in done_seeds)
         expected = len(done) + missing
@@ -398,7 +398,7 @@ def depth_summary(group: pd.DataFrame) -> pd.DataFrame:
             "max_train_error": errors.max() if len(errors) else math.nan,
             "spread": (errors.max() - errors.min()) if len(errors) >= 2 else math.nan,
             "diverged": int((at_depth["status"] == "diverged").sum()),
-            "missing": int((~at_depth["status"].isin(FINISHED_STATUSES)).sum()),
+            "missing": int((~at_depth["status"].isin(FINISHED)).sum()),
         })
     return pd.DataFrame(rows)
 
