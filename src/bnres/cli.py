@@ -44,7 +44,7 @@ from bnres.loggers import finish_active_wandb_run
 from bnres.models import BUILDERS
 from bnres.models.zoo import network
 from bnres.module import Classifier
-from bnres.preemption import Preemption
+from bnres.preemption import Preemption, checkpoint_dir
 from bnres.runner import fit_and_record, run_name
 
 DESCRIPTION = (
@@ -279,7 +279,7 @@ class BnresCLI(LightningCLI):
         for cb in callbacks:
             if _is(cb, "pytorch_lightning.callbacks.ModelCheckpoint") and cb.get("init_args") is not None:
                 if cb.init_args.get("dirpath") is None:
-                    cb.init_args.dirpath = str(run_dir / "checkpoints")
+                    cb.init_args.dirpath = str(checkpoint_dir(run_dir))
         # the default callbacks step aside rather than clash with --trainer.logger false / --trainer.enable_checkpointing false
         if trainer.get("logger") is False or trainer.get("logger") == []:
             callbacks = [cb for cb in callbacks if not _is(cb, "pytorch_lightning.callbacks.LearningRateMonitor")]

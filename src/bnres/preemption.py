@@ -24,6 +24,17 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """A job's checkpoint folder (``conf/callbacks/default.yaml`` writes ``best.ckpt`` and ``last.ckpt`` there)."""
+    return Path(run_dir) / "checkpoints"
+
+
+def last_checkpoint_path(run_dir: str | Path) -> Path:
+    """A job's resumable checkpoint: rewritten at every epoch end, and written by :class:`Preemption` at a
+    signal; a rerun of the job resumes from it (``runner.resume_checkpoint``)."""
+    return checkpoint_dir(run_dir) / "last.ckpt"
+
+
 def submitit_signal() -> signal.Signals | None:
     """The signal submitit sends before a time limit, when this process is a submitit job."""
     if not os.environ.get("SUBMITIT_EXECUTOR"):
@@ -56,7 +67,7 @@ class Preemption(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.checkpoint_path is None:
-            self.checkpoint_path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            self.checkpoint_path = last_checkpoint_path(trainer.default_root_dir)
 
     # --- signals: only while training runs -----------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

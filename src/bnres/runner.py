@@ -31,7 +31,7 @@ from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import ConfigError, check_config
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
-from bnres.preemption import Preemption
+from bnres.preemption import Preemption, last_checkpoint_path
 from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None) 
     aside as ``last.ckpt.corrupt`` and the run starts over rather than crashing."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint_path(output_dir)
     if cfg.get("fresh", False) or previous is None or not last.exists():
         return None
     try:
