@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from bnres.distributed import ranks
-from bnres.distributed.packing import DEVICES_ENV, _pack
+from bnres.distributed.packing import DEVICES_ENV, take_slot
 
 # environment a DDP job sets, restored after every job
 _JOB_ENV_KEYS = (
@@ -25,12 +25,11 @@ def job_scope(cfg: DictConfig) -> Iterator[None]:
     environment variables (so the next job gets a fresh port), no packing slot."""
     saved_env = {key: os.environ.get(key) for key in _JOB_ENV_KEYS}
     threads = torch.get_num_threads()
-    slot = _pack(cfg)
+    slot = take_slot(cfg)
     try:
         yield
     finally:
-        while ranks._active_launchers:
-            ranks._active_launchers.pop().finish()
+        ranks.finish_launchers()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in saved_env.items():

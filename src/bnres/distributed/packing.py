@@ -96,7 +96,7 @@ def _pin(cfg: DictConfig, devices: list[int]) -> None:
             cfg.trainer.accelerator = "gpu"
 
 
-def _pack(cfg: DictConfig) -> _Slot | None:
+def take_slot(cfg: DictConfig) -> _Slot | None:
     """Packing (``hydra/launcher=packed``): take a slot and pin the job to that slot's GPU(s)."""
     if os.environ.get(CHILD_ENV):  # a rank > 0: same GPUs as its rank 0
         if os.environ.get(DEVICES_ENV):

@@ -44,6 +44,12 @@ RANK_FAILURE_GRACE_S = 60.0
 _active_launchers: list["HydraJobLauncher"] = []
 
 
+def finish_launchers() -> None:
+    """Wait for (or stop) the rank processes of every launcher this process started: the end of a job."""
+    while _active_launchers:
+        _active_launchers.pop().finish()
+
+
 def _quote(value: str) -> str:
     """A Hydra override value that is taken literally (paths may hold '=', ',' or spaces)."""
     if "'" not in value:
