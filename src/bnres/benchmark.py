@@ -39,9 +39,6 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = ROOT / "conf"
-
 
 @dataclass
 class Case:
@@ -71,25 +68,6 @@ QUICK = {
 
 def gpu_overrides() -> list[str]:
     return ["trainer=gpu"]
-
-
-# --- config --------------------------------------------------------------------------------
-def compose(overrides: list[str], output_dir: Path, config_dir: Path = CONF_DIR):
-    """Compose ``train.yaml`` the way ``scripts/train.py`` does, with ``${hydra:...}`` resolving to ``output_dir``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def _device(cfg) -> torch.device:
@@ -196,7 +174,7 @@ def harness_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int
 
     out = Path(work_dir) / f"harness-{repeat}"
     probe_path = out / "probe.json"
-    cfg = compose([*overrides, f"trainer.max_epochs={epochs}", "fresh=true"], out)
+    cfg = runner.compose_config([*overrides, f"trainer.max_epochs={epochs}", "fresh=true"], out)
     with open_dict(cfg):
         if not cfg.get("callbacks"):
             cfg.callbacks = {}
@@ -221,8 +199,9 @@ def raw_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int = 0
     from hydra.utils import instantiate
 
     from bnres.data.augment import random_crop, random_flip
+    from bnres.runner import compose_config
 
-    cfg = compose(overrides, Path(work_dir) / f"raw-{repeat}")
+    cfg = compose_config(overrides, Path(work_dir) / f"raw-{repeat}")
     device = _device(cfg)
     torch.manual_seed(cfg.seed)  # what pl.seed_everything does for torch: same initial weights as the harness
     net = instantiate(cfg.model)

@@ -40,6 +40,27 @@ log = logging.getLogger(__name__)
 _SIZE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_", "hydra.", "paths.", "logger", "fresh", "callbacks", "packing.")
 
 
+# the repository's config tree (src layout: the package is installed editable from the checkout)
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_config(overrides: list[str], output_dir: Path | str, config_dir: Path | str = CONF_DIR) -> DictConfig:
+    """Compose ``train.yaml`` with ``overrides`` as ``scripts/train.py`` does, outside a Hydra app
+    (benchmarks, tests), with ``${hydra:...}`` resolving to ``output_dir``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
 def hydra_job_info() -> dict[str, Any]:
     """Overrides, sweep folder and mode of the current Hydra job (empty outside Hydra)."""
     if not HydraConfig.initialized():
