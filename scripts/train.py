@@ -6,17 +6,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from bnres import distributed, runner
+from bnres import preflight, task
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> str:
-    # one job (all of its DDP ranks in its folder), leaving no DDP state behind for the next job
-    return distributed.train_task(cfg)
+    return task.train_task(cfg)
 
 
 if __name__ == "__main__":
+    preflight.check_command_line(sys.argv[1:], CONFIG_DIR)  # bad input: one line, exit 2, before any work
     main()
-    sys.exit(runner.exit_code())
+    sys.exit(task.exit_code())

@@ -224,3 +224,16 @@ class HistoryRecorder(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+
+class ConfigFingerprint(pl.Callback):
+    """Stamps every checkpoint with the run's config fingerprint (``bnres.binding``), so a run resumes only
+    from a checkpoint of its own config."""
+
+    KEY = "bnres_config_fingerprint"
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = self.fingerprint

@@ -37,15 +37,17 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from torch.optim import Optimizer
 
 from bnres import optim
-from bnres.callbacks import DivergenceMonitor, HistoryRecorder
-from bnres.checks import check_config
+from bnres.binding import FolderLock, check_folder, fingerprint
+from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
+from bnres.checks import UINT32_MAX, check_config, check_trains_something
+from bnres.errors import ConfigError
 from bnres.data import InMemoryDataModule
 from bnres.loggers import finish_active_wandb_run
 from bnres.models import BUILDERS
 from bnres.models.zoo import network
 from bnres.module import Classifier
 from bnres.preemption import Preemption, checkpoint_dir
-from bnres.runner import fit_and_record, run_name
+from bnres.runner import load_checkpoint, check_checkpoint, fit_and_record, run_name
 
 DESCRIPTION = (
     "Train and evaluate the bnres networks with Lightning (the same module, data and record as scripts/train.py). "
@@ -126,46 +128,60 @@ class CosineSchedule(_Schedule):
 SCHEDULES = {"constant": ConstantSchedule, "multistep": MultiStepSchedule, "cosine": CosineSchedule}
 
 # --------------------------------------------------------------------------------------------
-# defaults: those of conf/train.yaml (data=mnist5k model=lenet optimizer=sgd scheduler=cosine trainer=cpu
-# callbacks=default logger=wandb)
+# defaults: derived from the composed Hydra config (conf/train.yaml), so the two front doors cannot drift
 
-DEFAULTS: dict[str, Any] = {
-    "model.net": {"class_path": NETWORK, "init_args": {"name": "lenet"}},
-    "model.optimizer": {
-        "class_path": "torch.optim.SGD",
-        "init_args": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5.0e-4, "nesterov": False},
-    },
-    "model.scheduler": {"class_path": "bnres.cli.CosineSchedule"},
-    "data": {"class_path": "bnres.data.MNIST5kDataModule", "init_args": {"val_size": 500, "test_size": 500}},
-    "trainer.accelerator": "cpu",
-    "trainer.devices": 1,
-    "trainer.precision": "32-true",
-    "trainer.max_epochs": 3,
-    "trainer.log_every_n_steps": 10,
-    "trainer.num_sanity_val_steps": 0,
-    "trainer.enable_model_summary": False,
-    # filled in before the run (see before_instantiate_classes): save_dir "." or null = the run folder;
-    # mode null = $WANDB_MODE, else offline; group null = "single"; name null = from the command line
-    "trainer.logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "bnres"}},
-    # as conf/callbacks/default.yaml (drift-tested): best and last checkpoints, lr monitor, progress bar
-    "trainer.callbacks": [
-        {
-            "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-            # dirpath: null = <run folder>/checkpoints
-            "init_args": {"filename": "best", "monitor": "val/acc", "mode": "max", "save_top_k": 1, "save_last": False, "auto_insert_metric_name": False},
-        },
-        {
-            # last.ckpt at every epoch end (what `--ckpt_path RUN/checkpoints/last.ckpt` resumes from): an
-            # unmonitored top-1 checkpoint, since save_last on the monitored one is written only when it improves
-            "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-            "init_args": {"filename": "last", "monitor": None, "save_top_k": 1, "save_last": False},
-        },
-        # dropped automatically when there is no logger to write to
-        {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}},
-        # dropped automatically with --trainer.enable_progress_bar false
-        {"class_path": "bnres.callbacks.ProgressBar", "init_args": {"refresh_rate": 1, "min_interval_s": 0.25}},
-    ],
-}
+# trainer keys of conf/trainer/*.yaml the CLI does not take from there: the run folder is the CLI's own
+_TRAINER_KEYS_NOT_DERIVED = ("_target_", "default_root_dir")
+# data keys derived from the data set or linked from other arguments
+_DATA_KEYS_NOT_DERIVED = ("_target_", "in_channels", "num_classes", "shuffle_seed")
+_BN_KNOBS = ("bn", "bn_placement", "bn_impl", "bn_momentum", "bn_eps")
+
+
+def hydra_defaults(config_dir: Path | str | None = None) -> dict[str, Any]:
+    """The CLI's defaults, read off ``conf/train.yaml`` composed with no overrides (``parser.set_defaults``).
+
+    Network: the default model's name and BN knobs (other network options stay null = the network's
+    default, so ``--model.net.name resnet18`` never inherits LeNet's ``activation``). Optimizer, schedule,
+    data module, trainer, W&B logger, callbacks, divergence, ``test_after_fit`` and the seed: as composed."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from bnres.runner import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="train")
+    finally:
+        GlobalHydra.instance().clear()
+    node = lambda key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)  # noqa: E731
+    optimizer, scheduler, data = node("optimizer"), node("scheduler"), node("data")
+    schedule = {f.__name__: c for f, c in ((getattr(optim, n), c) for n, c in SCHEDULES.items())}[scheduler.pop("_target_").rsplit(".", 1)[-1]]
+    data_class = data["_target_"]
+    if data_class.rsplit(".", 1)[-1] != "TorchvisionDataModule":
+        data.pop("name", None)  # the class is the data set
+    trainer = {k: cfg.trainer[k] for k in cfg.trainer if k not in _TRAINER_KEYS_NOT_DERIVED}
+    wandb = OmegaConf.to_container(cfg.logger.wandb, resolve=False)
+    callbacks = []
+    for conf in OmegaConf.to_container(cfg.callbacks, resolve=False).values():
+        init = {k: v for k, v in conf.items() if k not in ("_target_", "dirpath")}  # dirpath: None = <run folder>/checkpoints
+        callbacks.append({"class_path": conf["_target_"], "init_args": init})
+    return {
+        "seed_everything": cfg.seed,
+        "model.net": {"class_path": NETWORK, "init_args": {"name": cfg.model_name, **{k: cfg[k] for k in _BN_KNOBS}}},
+        "model.optimizer": {"class_path": optimizer.pop("_target_"), "init_args": {k: v for k, v in optimizer.items() if k != "_partial_"}},
+        "model.scheduler": {"class_path": f"bnres.cli.{schedule.__name__}", "init_args": {k: v for k, v in scheduler.items() if k != "_partial_"}},
+        "data": {"class_path": data_class, "init_args": {k: v for k, v in data.items() if k not in _DATA_KEYS_NOT_DERIVED}},
+        **{f"trainer.{k}": v for k, v in trainer.items()},
+        # filled in before the run (see before_instantiate_classes): save_dir null = the run folder;
+        # mode null = $WANDB_MODE, else offline; group null = "single"; name null = from the command line
+        "trainer.logger": {"class_path": WANDB_LOGGER, "init_args": {"project": wandb["project"], "entity": wandb.get("entity"), "log_model": wandb.get("log_model", False)}},
+        "trainer.callbacks": callbacks,
+        **{f"divergence.{k}": v for k, v in node("divergence").items()},
+        "test_after_fit": cfg.test_after_fit,
+        "model.channels_last": cfg.channels_last,
+        "model.compile": cfg.compile,
+    }
 
 
 # Lightning's Trainer types these Optional[Union[int, float]], but typing caches unions by equality, so the parser
@@ -187,12 +203,42 @@ def _int_before_float(parser: LightningArgumentParser) -> None:
 class _Parser(LightningArgumentParser):
     """Errors end in one ``error: ...`` line after a short usage line (not the hundred-option usage)."""
 
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        # nested parsers (exit_on_error false) raise into their parent: only the one that exits shortens
+        return super().error(_one_line_parse_error(message) if self.exit_on_error else message, ex)
+
     def format_usage(self) -> str:
         usage = super().format_usage()
         if usage.count("\n") <= 4:
             return usage
         prog = self.prog.replace(" [options]", "")
         return f"usage: {prog} [-h] [-c CONFIG] [--print_config[=flags]] [--KEY VALUE ...]\n"
+
+
+def _one_line_parse_error(message: str) -> str:
+    """jsonargparse's nested, many-line type errors as one line naming the option, the value and what is valid."""
+    import re
+
+    if "\n" not in message.strip():
+        return message
+    keys = [k for k in re.findall(r'Parser key "([^"]+)"', message) if k != "init_args"]
+    key = ".".join(dict.fromkeys(keys)) if keys else ""
+    inner = re.search(r"Expected an? (.+?)\. Got value: (.+)$", message, re.MULTILINE)
+    if inner:
+        expected, value = inner.group(1), inner.group(2).strip()
+    else:
+        given = re.search(r"Given value: (.*?)(?:\. Got value|$)", message, re.MULTILINE)
+        kinds = [k for k in re.findall(r"Expected an? <class '([\w.]+)'>", message) if k != "NoneType"]
+        expected, value = (" or ".join(dict.fromkeys(kinds)) or "a valid value"), (given.group(1) if given else "")
+    literal = re.match(r"typing\.Literal\[(.*)\]$", expected)
+    if literal:
+        valid = "one of: " + ", ".join(v.strip(" '\"") for v in literal.group(1).split(","))
+    else:
+        kind = re.sub(r"<class '([\w.]+)'>", r"\1", expected).removeprefix("a ").removeprefix("an ")
+        valid = ("an " if kind[:1] in "aeiou" else "a ") + kind
+    if not key:
+        return message.strip().splitlines()[0]
+    return f"--{key}={value} is not {valid}"
 
 
 def _seed_as_int(seed: Any) -> int:
@@ -222,16 +268,18 @@ class BnresCLI(LightningCLI):
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         self.history = HistoryRecorder()
+        self.fingerprint_stamp = ConfigFingerprint("")  # set in fit(), once the run's config is known
         self.record: dict[str, Any] | None = None
         self.cli_args = _as_overrides(sys.argv[1:] if args is None else args)
-        kwargs.setdefault("parser_kwargs", {"prog": "bnres", "description": DESCRIPTION})
+        # allow_abbrev off: argparse would take --trainer.max_epoch for --trainer.max_epochs
+        kwargs.setdefault("parser_kwargs", {"prog": "bnres", "description": DESCRIPTION, "allow_abbrev": False})
         super().__init__(
             model_class=Classifier,
             datamodule_class=InMemoryDataModule,
             subclass_mode_data=True,
             seed_everything_default=0,
             # pre-emption: a signal saves <run dir>/checkpoints/last.ckpt; resume with --ckpt_path
-            trainer_defaults={"callbacks": [self.history, Preemption()]},
+            trainer_defaults={"callbacks": [self.history, Preemption(), self.fingerprint_stamp]},
             parser_class=_Parser,
             auto_configure_optimizers=False,  # the Classifier's own configure_optimizers (with total_steps)
             save_config_callback=partial(SaveGivenConfig, cli=self),
@@ -244,12 +292,20 @@ class BnresCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(DivergenceMonitor, "divergence")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: test the final model after training")
-        parser.set_defaults(DEFAULTS)
+        parser.set_defaults(hydra_defaults())
         _int_before_float(parser)
         for key in ("in_channels", "num_classes", "image_size"):
             parser.link_arguments(f"data.{key}", f"model.net.init_args.{key}", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("seed_everything", "data.init_args.shuffle_seed", compute_fn=_seed_as_int)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI seeds before before_instantiate_classes: check the seed's range here
+        subcommand = self.config.get("subcommand")
+        seed = (self.config[subcommand] if subcommand else self.config).get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= UINT32_MAX:
+            parser.error(f"--seed_everything={seed} is not an integer in [0, {UINT32_MAX}]")
 
     # --- before building anything: run folder, loggers, one-line checks ----------------------
     def before_instantiate_classes(self) -> None:
@@ -292,7 +348,7 @@ class BnresCLI(LightningCLI):
         try:
             check_config(OmegaConf.create(_checkable(cfg)))
         except ValueError as err:
-            self._parser(self.subcommand).error(str(err))
+            self._parser(self.subcommand).error(as_cli_message(str(err)))
 
     def instantiate_classes(self) -> None:
         try:
@@ -303,24 +359,45 @@ class BnresCLI(LightningCLI):
             verify = getattr(self.datamodule, "verify", None)  # data files checked before any work, as in runner.run
             if callable(verify):
                 verify()
+            cfg = self.config[self.subcommand] if self.subcommand else self.config
+            check_trains_something(OmegaConf.create(_checkable(cfg)), self.datamodule)
         except (ValueError, TypeError) as err:  # the builders' and data modules' one-line checks
-            self._parser(self.subcommand).error(_first_line(err))
+            self._parser(self.subcommand).error(as_cli_message(_first_line(err)))
 
     # --- subcommands --------------------------------------------------------------------------
     def fit(self, model: Classifier, datamodule: InMemoryDataModule | None = None, ckpt_path: str | None = None, **_: Any) -> None:
         cfg = self.config[self.subcommand]
-        self.record = fit_and_record(
-            self.trainer,
-            model,
-            datamodule,
-            divergence=self._get(self.config_init, "divergence"),
-            history=self.history,
-            output_dir=Path(self.trainer.default_root_dir),
-            config=self.record_config(datamodule),
-            overrides=self.cli_args,
-            test_after_fit=cfg.test_after_fit,
-            ckpt_path=ckpt_path,
-        )
+        run_dir = Path(self.trainer.default_root_dir)
+        config = self.record_config(datamodule)
+        self.fingerprint_stamp.fingerprint = run_fingerprint = fingerprint(config)
+        lock = None
+        try:  # the folder is bound to its config, and locked while the run trains in it (bnres.binding)
+            if self.trainer.is_global_zero:
+                lock = FolderLock(run_dir, "--trainer.default_root_dir")
+                check_folder(run_dir, config, f"--trainer.default_root_dir {run_dir}", "choose another --trainer.default_root_dir")
+            if ckpt_path:
+                check_checkpoint(Path(ckpt_path), load_checkpoint(Path(ckpt_path), "--ckpt_path"), run_fingerprint, "--ckpt_path")
+        except ConfigError as err:
+            if lock is not None:
+                lock.release()
+            self._parser(self.subcommand).error(str(err))
+        try:
+            self.record = fit_and_record(
+                self.trainer,
+                model,
+                datamodule,
+                divergence=self._get(self.config_init, "divergence"),
+                history=self.history,
+                output_dir=run_dir,
+                config=config,
+                overrides=self.cli_args,
+                test_after_fit=cfg.test_after_fit,
+                ckpt_path=ckpt_path,
+                fingerprint=run_fingerprint,
+            )
+        finally:
+            if lock is not None:
+                lock.release()
 
     def after_validate(self) -> None:
         finish_active_wandb_run()
@@ -346,6 +423,27 @@ class BnresCLI(LightningCLI):
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+# the Hydra config's keys (what bnres.checks names) as the CLI's options
+_CLI_KEYS = {
+    "lr": "model.optimizer.lr", "seed": "seed_everything", "model_name": "model.net.name",
+    **{k: f"model.net.{k}" for k in ("bn", "bn_placement", "bn_impl", "bn_momentum", "bn_eps", "depth", "shortcut")},
+    "optimizer.": "model.optimizer.", "scheduler.": "model.scheduler.", "compile": "model.compile", "channels_last": "model.channels_last",
+    "sync_batchnorm": "trainer.sync_batchnorm", "deterministic": "trainer.deterministic",
+}
+
+
+def as_cli_message(message: str) -> str:
+    """A check's message with the leading Hydra key spelled as the CLI option (``optimizer.momentum=5`` ->
+    ``--model.optimizer.momentum=5``)."""
+    key = message.split("=", 1)[0].split(" ", 1)[0]
+    for hydra_key, cli_key in _CLI_KEYS.items():
+        if key == hydra_key or (hydra_key.endswith(".") and key.startswith(hydra_key)):
+            return "--" + cli_key + message[len(hydra_key):] if hydra_key.endswith(".") else "--" + cli_key + message[len(key):]
+    if key.startswith(("data.", "trainer.", "divergence.")):
+        return "--" + message
+    return message
 
 
 def _is(spec: Any, class_path: str) -> bool:
@@ -445,9 +543,14 @@ def _default_of(obj: Any, name: str) -> Any:
 
 
 def _checkable(cfg: Namespace) -> dict[str, Any]:
-    """The Hydra config's top-level knobs, read off a CLI config: what ``check_config`` checks and analysis reads."""
+    """A CLI config in the Hydra config's shape (its top-level knobs and the nested settings that
+    ``bnres.checks`` checks): what ``check_config`` checks, what the record's config carries and analysis reads."""
+    from bnres.models.zoo import PLAIN_TWINS
+
     net_spec, net = cfg.model.net, _init_args(cfg.model.net)
     name = net.get("name") or str(net_spec.get("class_path", "")).rsplit(".", 1)[-1]
+    if net.get("shortcut") is False and name in PLAIN_TWINS.values():
+        name = {v: k for k, v in PLAIN_TWINS.items()}[name]  # resnet18 without shortcuts is plain18
     builder = BUILDERS.get(name)
 
     def knob(key: str) -> Any:
@@ -458,34 +561,46 @@ def _checkable(cfg: Namespace) -> dict[str, Any]:
     depth = knob("depth")
     if depth is None and name[-2:].isdigit():  # resnet18, plain34, ...: the depth is in the name
         depth = int(name[-2:])
+    shortcut = None if name in ("lenet", "mlp") else name not in PLAIN_TWINS
     opt = _init_args(cfg.model.optimizer)
-    lr = opt.get("lr", _default_of(_class_of(cfg.model.optimizer), "lr"))
+    opt_class = _class_of(cfg.model.optimizer)
+    lr = opt.get("lr", _default_of(opt_class, "lr"))
     data_cls = _class_of(cfg.data)
     data_args = _init_args(cfg.data)
     data_name = data_args.get("name") or getattr(data_cls, "name", None)
     if data_name == "base" and data_cls is not None:  # TorchvisionDataModule: the name is an argument
         data_name = _default_of(data_cls, "name")
+    data = {k: v for k, v in data_args.items() if v is not None and k not in ("name", "in_channels", "num_classes")}
+    data.setdefault("batch_size", _default_of(data_cls, "batch_size") or 128)
     trainer = cfg.trainer
+    trainer_keys = (
+        "max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "limit_test_batches", "check_val_every_n_epoch",
+        "log_every_n_steps", "accumulate_grad_batches", "gradient_clip_val", "num_nodes", "benchmark",
+    )
+    schedule = _init_args(cfg.model.scheduler) if isinstance(cfg.model.get("scheduler"), (dict, Namespace)) else {}
     return {
         "model_name": name,
+        "shortcut": shortcut,
         "depth": depth,
-        "bn": knob("bn"),
-        "bn_placement": knob("bn_placement"),
-        "bn_impl": knob("bn_impl"),
-        "bn_momentum": knob("bn_momentum"),
-        "bn_eps": knob("bn_eps"),
+        **{key: knob(key) for key in _BN_KNOBS},
         "lr": lr,
         "seed": _seed_as_int(cfg.get("seed_everything")),
         "sync_batchnorm": bool(trainer.get("sync_batchnorm")),
-        "data": {"name": data_name, "batch_size": data_args.get("batch_size", _default_of(data_cls, "batch_size") or 128)},
+        "deterministic": bool(trainer.get("deterministic")),
+        "compile": bool(cfg.model.get("compile")),
+        "channels_last": bool(cfg.model.get("channels_last")),
+        "test_after_fit": cfg.get("test_after_fit", True),
+        "optimizer": {k: v for k, v in opt.items() if k in ("lr", "momentum", "weight_decay", "nesterov") and v is not None},
+        "scheduler": {k: v for k, v in schedule.items() if v is not None},
+        "data": {"name": data_name, **data},
         "trainer": {
-            "max_epochs": trainer.get("max_epochs"),
-            "max_steps": trainer.get("max_steps", -1),
+            **{k: trainer.get(k) for k in trainer_keys if k in trainer},
             "precision": str(trainer.get("precision") or "32-true"),
             "accelerator": str(trainer.get("accelerator") or "auto"),
             "devices": trainer.get("devices", 1),
             "strategy": trainer.get("strategy") if isinstance(trainer.get("strategy"), str) else None,
         },
+        "divergence": dict(_init_args(cfg.divergence)) if "init_args" in (cfg.divergence or {}) else dict(cfg.divergence or {}),
     }
 
 

@@ -27,8 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from bnres import distributed
-from bnres.callbacks import DivergenceMonitor, HistoryRecorder
-from bnres.checks import ConfigError, check_config
+from bnres.binding import check_folder, fingerprint, holds_previous_run, set_aside
+from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
+from bnres.checks import check_config, check_trains_something
+from bnres.errors import ConfigError, FolderConflict
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
 from bnres.preemption import Preemption, last_checkpoint_path
@@ -64,10 +66,11 @@ def compose_config(overrides: list[str], output_dir: Path | str, config_dir: Pat
 def hydra_job_info() -> dict[str, Any]:
     """Overrides, sweep folder and mode of the current Hydra job (empty outside Hydra)."""
     if not HydraConfig.initialized():
-        return {"overrides": [], "sweep_dir": None, "multirun": False}
+        return {"overrides": [], "sweep_dir": None, "multirun": False, "model_choice": None}
     hc = HydraConfig.get()
     multirun = str(hc.mode) == "RunMode.MULTIRUN"
     return {
+        "model_choice": hc.runtime.choices.get("model"),
         "overrides": list(hc.overrides.task),
         "sweep_dir": str(hc.sweep.dir) if multirun else None,
         "multirun": multirun,
@@ -88,12 +91,18 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one job and return its record (also written to ``<output_dir>/result.json``)."""
-    check_config(cfg)  # bad input: one line, before any work and before any record
-    output_dir = Path(cfg.paths.output_dir)
     job = hydra_job_info()
+    check_config(cfg, model_choice=job["model_choice"])  # bad input: one line, before any work and any record
+    output_dir = Path(cfg.paths.output_dir)
+    is_launcher = launch_rank() == 0
+    run_fingerprint = fingerprint(cfg)
 
     previous = read_record(output_dir)
-    if previous and previous.get("status") in FINISHED and not cfg.get("fresh", False):
+    fresh = bool(cfg.get("fresh", False))
+    if not fresh:
+        # also checked before Hydra writes into the folder (bnres.preflight.FolderGuard); this catches other callers
+        check_folder(output_dir, cfg, f"{output_dir}")
+    if previous and previous.get("status") in FINISHED and not fresh:
         log.info("%s already %s: skipped (fresh=true reruns it)", output_dir, previous["status"])
         return previous
 
@@ -103,6 +112,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         net = instantiate(cfg.model)
         datamodule = instantiate(cfg.data)
+        check_trains_something(cfg, datamodule)
         divergence = DivergenceMonitor(**cfg.divergence)
         datamodule.verify()
     except ConfigError:
@@ -110,6 +120,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except (ValueError, TypeError, InstantiationException) as err:
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
         raise ConfigError(str(cause).splitlines()[0]) from None
+    ckpt_path = resume_checkpoint(cfg, output_dir, previous, run_fingerprint)
+    if ckpt_path is None and is_launcher and holds_previous_run(output_dir, keep=_THIS_RUNS_FILES):
+        # starting over (fresh=true, or nothing resumable): nothing of an earlier run may stay beside this one
+        set_aside(output_dir, keep=_THIS_RUNS_FILES, reason="fresh=true" if fresh else "starting over")
+        previous = None
     module = Classifier(
         net=net,
         optimizer=instantiate(cfg.optimizer),
@@ -124,9 +139,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # Lightning refuses a progress-bar callback when the bar is off: the switch wins
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     # under DDP the pre-emption decision is a collective too: at the divergence check's cadence
-    callbacks += [divergence, history, Preemption(check_every_n_steps=cfg.divergence.check_every_n_steps)]
+    callbacks += [divergence, history, Preemption(check_every_n_steps=cfg.divergence.check_every_n_steps), ConfigFingerprint(run_fingerprint)]
 
-    ckpt_path = resume_checkpoint(cfg, output_dir, previous)
     # a resumed run continues the same W&B run (online; offline see README, "Resuming")
     wandb_id = previous.get("wandb_id") if (previous and ckpt_path) else None
     group = cfg.get("wandb_group") or (job["sweep_dir"] and Path(job["sweep_dir"]).as_posix()) or "single"
@@ -139,11 +153,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     return fit_and_record(
         trainer, module, datamodule, divergence, history, output_dir, config, job["overrides"],
-        test_after_fit=cfg.get("test_after_fit", True), ckpt_path=ckpt_path,
+        test_after_fit=cfg.get("test_after_fit", True), ckpt_path=ckpt_path, fingerprint=run_fingerprint,
     )
 
 
-def _launch_rank() -> int:
+# what this run's process has already written into its folder when the runner starts: Hydra's config copy and logs
+_THIS_RUNS_FILES = (".hydra", "*.log")
+
+
+def launch_rank() -> int:
     """This process's global rank as its launcher set it (before any process group exists)."""
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -160,25 +178,49 @@ def _trainer_plugins() -> list:
     return []
 
 
-def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None) -> str | None:
+def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None, run_fingerprint: str) -> str | None:
     """The explicit ``ckpt_path``, else the ``last.ckpt`` an interrupted run of this job left.
 
-    A checkpoint that does not load (e.g. cut short by a kill while it was written) is set
-    aside as ``last.ckpt.corrupt`` and the run starts over rather than crashing."""
+    A checkpoint written by a run of another config (its fingerprint differs) is refused, never resumed.
+    One that does not load (e.g. cut short by a kill while it was written) is set aside as
+    ``last.ckpt.corrupt`` and the run starts over rather than crashing."""
     if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
+        path = Path(str(cfg.ckpt_path))
+        check_checkpoint(path, load_checkpoint(path, "ckpt_path"), run_fingerprint, "ckpt_path")
+        return str(path)
     last = last_checkpoint_path(output_dir)
     if cfg.get("fresh", False) or previous is None or not last.exists():
         return None
     try:
-        torch.load(last, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file means: do not resume from it
         log.warning("%s does not load (%s); starting over", last, err)
-        if _launch_rank() == 0:
+        if launch_rank() == 0:
             last.replace(last.with_name("last.ckpt.corrupt"))
         return None
+    check_checkpoint(last, checkpoint, run_fingerprint, "hydra.run.dir / hydra.sweep.dir")
     log.info("resuming from %s", last)
     return str(last)
+
+
+def load_checkpoint(path: Path, key: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{key}={path} does not exist") from None
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(f"{key}={path} does not load ({type(err).__name__})") from None
+
+
+def check_checkpoint(path: Path, checkpoint: dict, run_fingerprint: str, key: str) -> None:
+    """A run resumes only from a checkpoint of its own config (``bnres.binding``)."""
+    found = checkpoint.get(ConfigFingerprint.KEY)
+    if found != run_fingerprint:
+        what = f"config fingerprint {found}" if found else "no config fingerprint (an older bnres)"
+        raise FolderConflict(
+            f"{path} was written by a run with {what}, this run's is {run_fingerprint}: it cannot be resumed with "
+            f"this config; choose another folder, or add fresh=true to move the old run aside (kept) and start over"
+        )
 
 
 def fit_and_record(
@@ -192,20 +234,21 @@ def fit_and_record(
     overrides: list[str],
     test_after_fit: bool = True,
     ckpt_path: str | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Fit (and test), then write the record and close the loggers — whatever happens.
 
     Shared by the Hydra entry point and the Lightning CLI, so both write the same record."""
     is_rank_zero = trainer.is_global_zero
     record = new_record(
-        overrides, config, num_params=module.num_params(), resumed_from=ckpt_path,
+        overrides, config, num_params=module.num_params(), resumed_from=ckpt_path, fingerprint=fingerprint,
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     if is_rank_zero:
         for lg in wandb_loggers(trainer.loggers):
             record["wandb_id"] = lg.experiment.id
     for lg in trainer.loggers:
-        lg.log_hyperparams({**config, "num_params": record["num_params"]})
+        lg.log_hyperparams({**config, "fingerprint": fingerprint, "num_params": record["num_params"]})
     if is_rank_zero:
         write_record(output_dir, record)
     start = time.perf_counter()
@@ -275,39 +318,3 @@ def close_loggers(trainer: pl.Trainer, record: dict[str, Any], exit_code: int) -
             wandb.finish(exit_code=exit_code)
     else:
         finish_active_wandb_run()
-
-
-# --- the Hydra task function --------------------------------------------------------------
-# Exit status of this process: the worst outcome among its jobs (0 ok, 1 a job failed, 2 bad input).
-_exit_code = 0
-
-
-def exit_code() -> int:
-    return _exit_code
-
-
-def _worsen(code: int) -> None:
-    global _exit_code
-    _exit_code = max(_exit_code, code)
-
-
-def hydra_job(cfg: DictConfig) -> str:
-    """Task function behind ``scripts/train.py``: never raises, so a sweep's other jobs still run."""
-    try:
-        record = run(cfg)
-    except ConfigError as err:
-        # one clear line, nothing written; in a sweep the summary lists the job as invalid
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        _worsen(2)
-        return "invalid"
-    except Exception as err:  # failed while building the run: record it, let the sweep go on
-        message = f"{type(err).__name__}: {err}"
-        log.error("job failed before training: %s\n%s", message, traceback.format_exc())
-        print(f"error: {message.splitlines()[0]}", file=sys.stderr, flush=True)
-        if _launch_rank() == 0:
-            write_record(cfg.paths.output_dir, new_record(hydra_job_info()["overrides"], None, status="failed", error=message))
-        _worsen(1)
-        return "failed"
-    if record["status"] == "failed":
-        _worsen(1)
-    return record["status"]

@@ -5,6 +5,7 @@ process, in worker processes, on a cluster)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from pathlib import Path
@@ -91,13 +92,18 @@ class SweepSummary(Callback):
         lock_file.write(f"pid {__import__('os').getpid()}\n")
         lock_file.flush()
         self._lock_file = lock_file
+        atexit.register(self._release)  # also when a later start-up check exits with status 2
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from bnres import runner
-
+    def _release(self) -> None:
         if self._lock_file is not None:
+            Path(self._lock_file.name).unlink(missing_ok=True)
             self._lock_file.close()  # releases the lock
             self._lock_file = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from bnres import task
+
+        self._release()
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = sweep_statuses(sweep_dir)
         bad = [r for r in rows if r["status"] not in ("completed", "diverged")]
@@ -108,4 +114,4 @@ class SweepSummary(Callback):
         print(f"\nSweep {sweep_dir}: {len(rows)} jobs — {summary}\n{format_table(rows)}", file=sys.stderr if bad else sys.stdout, flush=True)
         if bad:
             print(f"error: {len(bad)} job(s) did not finish: " + "; ".join(f"{r['job']} ({r['status']})" for r in bad), file=sys.stderr, flush=True)
-            runner._worsen(1)
+            task.worsen(1)

@@ -84,6 +84,15 @@ class InMemoryDataModule(pl.LightningDataModule):
     def verify(self) -> None:
         """Check, cheaply and before any work, that the data can be loaded; raise a one-line error if not."""
 
+    def source_train_count(self) -> int | None:
+        """Images in the source's training set, before the validation split (None: not known before loading)."""
+        return None
+
+    def train_count(self) -> int | None:
+        """Training images after the validation split, known without loading anything (None: unknown)."""
+        total = self.source_train_count()
+        return None if total is None else total - self.val_size
+
     # --- Lightning hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

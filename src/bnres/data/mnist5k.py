@@ -43,6 +43,9 @@ class MNIST5kDataModule(InMemoryDataModule):
             raise ValueError(f"data.test_size={test_size} must be between 1 and {4999 - val_size} (5,000 images in all)")
         self.test_size = test_size
 
+    def source_train_count(self) -> int:
+        return 5000 - self.test_size
+
     def load(self):
         table = _read_table()
         x = torch.from_numpy(table[:, :784]).reshape(-1, 1, 28, 28)

@@ -21,6 +21,9 @@ class SyntheticDataModule(InMemoryDataModule):
         super().__init__(val_size=val_size, image_size=image_size, in_channels=in_channels, num_classes=num_classes, **kwargs)
         self.num_samples, self.test_size = num_samples, test_size
 
+    def source_train_count(self) -> int:
+        return self.num_samples
+
     def load(self):
         g = torch.Generator().manual_seed(self.split_seed)
         total = self.num_samples + self.test_size

@@ -21,6 +21,9 @@ TORCHVISION_SETS = {
     "cifar10": ("CIFAR10", 3, 32, 10),
 }
 
+# name -> images in the official training split
+TRAIN_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+
 
 class TorchvisionDataModule(InMemoryDataModule):
     def __init__(self, name: str = "mnist", data_dir: str = "data", download: bool = False, val_size: int = 5000, **kwargs) -> None:
@@ -31,6 +34,9 @@ class TorchvisionDataModule(InMemoryDataModule):
         super().__init__(name=name, val_size=val_size, **kwargs)
         self.data_dir = str(data_dir)
         self.download = download
+
+    def source_train_count(self) -> int:
+        return TRAIN_IMAGES[self.name]
 
     def verify(self) -> None:
         """Check the files before any work: a clear error for missing or damaged ones.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torchvision.datasets.utils import check_integrity
 
-from bnres.checks import ConfigError
+from bnres.errors import ConfigError
 
 # extracted IDX files: (name, magic number, size in bytes) — fixed by the format and the split sizes
 _IDX_FILES = (

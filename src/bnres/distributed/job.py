@@ -41,10 +41,3 @@ def job_scope(cfg: DictConfig) -> Iterator[None]:
         if slot is not None:
             slot.release()
 
-
-def train_task(cfg: DictConfig) -> str:
-    """The Hydra task function of ``scripts/train.py`` and of every DDP rank > 0."""
-    from bnres import runner
-
-    with job_scope(cfg):
-        return runner.hydra_job(cfg)

@@ -18,6 +18,7 @@ from ._checks import (
     BN_PLACEMENTS,
     STEMS,
     check_bn_args,
+    check_bool,
     check_choice,
     check_int,
     check_io,
@@ -101,9 +102,12 @@ def resnet18(
     bn_momentum: float = 0.1,
     bn_eps: float = 1e-5,
     stem: str = "imagenet",
+    shortcut: bool = True,
 ) -> ResNet:
-    """ResNet-18, torchvision layout (2-2-2-2 basic blocks, 64..512 channels, 1x1 conv + BN projections)."""
-    return _imagenet(18, True, validate_model_args("resnet18", **locals()))
+    """ResNet-18, torchvision layout (2-2-2-2 basic blocks, 64..512 channels, 1x1 conv + BN projections).
+    ``shortcut=False``: its plain twin (:func:`plain18`)."""
+    args = validate_model_args("resnet18", **locals())
+    return _imagenet(18, args.pop("shortcut"), args)
 
 
 def resnet34(
@@ -117,41 +121,12 @@ def resnet34(
     bn_momentum: float = 0.1,
     bn_eps: float = 1e-5,
     stem: str = "imagenet",
+    shortcut: bool = True,
 ) -> ResNet:
-    """ResNet-34, torchvision layout (3-4-6-3 basic blocks, 64..512 channels, 1x1 conv + BN projections)."""
-    return _imagenet(34, True, validate_model_args("resnet34", **locals()))
-
-
-def plain18(
-    *,
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    bn: bool = True,
-    bn_placement: str = "before_activation",
-    bn_impl: str = "torch",
-    bn_momentum: float = 0.1,
-    bn_eps: float = 1e-5,
-    stem: str = "imagenet",
-) -> ResNet:
-    """ResNet-18 with the shortcuts switched off: the same layers minus the 1x1 projections."""
-    return _imagenet(18, False, validate_model_args("plain18", **locals()))
-
-
-def plain34(
-    *,
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    bn: bool = True,
-    bn_placement: str = "before_activation",
-    bn_impl: str = "torch",
-    bn_momentum: float = 0.1,
-    bn_eps: float = 1e-5,
-    stem: str = "imagenet",
-) -> ResNet:
-    """ResNet-34 with the shortcuts switched off: the same layers minus the 1x1 projections."""
-    return _imagenet(34, False, validate_model_args("plain34", **locals()))
+    """ResNet-34, torchvision layout (3-4-6-3 basic blocks, 64..512 channels, 1x1 conv + BN projections).
+    ``shortcut=False``: its plain twin (:func:`plain34`)."""
+    args = validate_model_args("resnet34", **locals())
+    return _imagenet(34, args.pop("shortcut"), args)
 
 
 def resnet_cifar(
@@ -165,26 +140,52 @@ def resnet_cifar(
     bn_momentum: float = 0.1,
     bn_eps: float = 1e-5,
     depth: int = 20,
+    shortcut: bool = True,
 ) -> ResNet:
     """CIFAR ResNet of He et al. 2016a sec. 4.2: depth 6n+2, 3x3 conv 16 stem, 3 stages of n blocks with
-    16/32/64 channels, parameter-free option-A shortcuts (stride-2 subsample + zero-padded channels)."""
-    return _cifar(True, validate_model_args("resnet_cifar", **locals()))
+    16/32/64 channels, parameter-free option-A shortcuts (stride-2 subsample + zero-padded channels).
+    ``shortcut=False``: its plain twin (:func:`plain_cifar`)."""
+    args = validate_model_args("resnet_cifar", **locals())
+    return _cifar(args.pop("shortcut"), args)
 
 
-def plain_cifar(
-    *,
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    bn: bool = True,
-    bn_placement: str = "before_activation",
-    bn_impl: str = "torch",
-    bn_momentum: float = 0.1,
-    bn_eps: float = 1e-5,
-    depth: int = 20,
-) -> ResNet:
-    """The plain twin of :func:`resnet_cifar`: identical parameters, no shortcuts."""
-    return _cifar(False, validate_model_args("plain_cifar", **locals()))
+def _plain_twin(residual):
+    """``plainNN(**kwargs)`` = ``residualNN(shortcut=False, **kwargs)``: the same code with the shortcuts
+    switched off, under its own name (with the residual builder's signature, less ``shortcut``)."""
+
+    def builder(**kwargs) -> ResNet:
+        if kwargs.get("shortcut") is not None and kwargs.pop("shortcut") is not False:
+            raise ValueError(f"{builder.__name__} has no shortcuts (shortcut=true is {residual.__name__})")
+        return residual(**kwargs, shortcut=False)
+
+    signature = inspect.signature(residual)
+    builder.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "shortcut"])
+    builder.__name__ = builder.__qualname__ = residual.__name__.replace("resnet", "plain")
+    builder.__doc__ = f"{residual.__name__} with the shortcuts switched off: the same layers, no additions (no projections)."
+    return builder
+
+
+plain18 = _plain_twin(resnet18)
+plain34 = _plain_twin(resnet34)
+plain_cifar = _plain_twin(resnet_cifar)
+
+#: plain name -> its residual twin (``model=plain18`` is ``model=resnet18 shortcut=false``)
+PLAIN_TWINS = {"plain18": "resnet18", "plain34": "resnet34", "plain_cifar": "resnet_cifar"}
+#: networks whose depth is fixed by their name
+FIXED_DEPTHS = {f"{family}{depth}": depth for depth in IMAGENET_LAYERS for family in ("resnet", "plain")}
+
+
+def residual_twin(name: str) -> str:
+    """``plain18`` -> ``resnet18``; any other name is returned as it is."""
+    return PLAIN_TWINS.get(name, name)
+
+
+def net_name(family: str, shortcut: bool | None) -> str:
+    """The network's name from its residual family and ``shortcut``: (``resnet18``, False) -> ``plain18``."""
+    if shortcut is False:
+        plain = {v: k for k, v in PLAIN_TWINS.items()}
+        return plain.get(family, family)
+    return family
 
 
 BUILDERS = {
@@ -205,6 +206,10 @@ def validate_model_args(name: str, **kwargs) -> dict:
     Raises ``ValueError`` (one line) on an unknown model, a missing/unknown argument or a bad value.
     """
     check_choice("model", name, MODEL_NAMES)
+    if name in PLAIN_TWINS:
+        if kwargs.get("shortcut") not in (None, False):
+            raise ValueError(f"shortcut={kwargs['shortcut']!r} contradicts {name} (no shortcuts): use {PLAIN_TWINS[name]}")
+        name, kwargs = PLAIN_TWINS[name], {**kwargs, "shortcut": False}
     try:
         bound = inspect.signature(BUILDERS[name]).bind(**kwargs)
     except TypeError as e:  # missing or unexpected keyword
@@ -221,13 +226,15 @@ def validate_model_args(name: str, **kwargs) -> dict:
     if name == "mlp":
         check_int("depth", a["depth"], 1, " (mlp depth = number of hidden layers)")
         check_int("width", a["width"], 1)
-    if name in ("resnet18", "resnet34", "plain18", "plain34"):
+    if "shortcut" in a:
+        check_bool("shortcut", a["shortcut"])
+    if name in ("resnet18", "resnet34"):
         check_choice("stem", a["stem"], STEMS)
-    if name in ("resnet_cifar", "plain_cifar"):
+    if name == "resnet_cifar":
         d = a["depth"]
-        check_int("depth", d, 8, f" ({name} depth = 6n+2 with n >= 1; valid: {CIFAR_DEPTH_HINT})")
+        check_int("depth", d, 8, f" ({net_name(name, a['shortcut'])} depth = 6n+2 with n >= 1; valid: {CIFAR_DEPTH_HINT})")
         if (d - 2) % 6:
-            raise ValueError(f"{name} depth={d} is not 6n+2 (valid: {CIFAR_DEPTH_HINT})")
+            raise ValueError(f"{net_name(name, a['shortcut'])} depth={d} is not 6n+2 (valid: {CIFAR_DEPTH_HINT})")
     return a
 
 
@@ -260,16 +267,20 @@ def network(
     width: Optional[int] = None,
     activation: Optional[Activation] = None,
     stem: Optional[Stem] = None,
+    shortcut: Optional[bool] = None,
 ) -> nn.Module:
     """Any network of the zoo by ``name``, with typed choices so a command line can check them.
 
     ``depth`` (mlp, resnet_cifar, plain_cifar), ``width`` (mlp), ``activation`` (lenet, mlp) and ``stem``
     (resnet18/34, plain18/34) apply to some networks only: None keeps that network's default, and a value
-    for a network that does not take it is a one-line ``ValueError``.
+    for a network that does not take it is a one-line ``ValueError``. ``shortcut`` (residual families):
+    ``name="resnet18", shortcut=False`` is ``plain18``.
     """
     check_choice("model", name, MODEL_NAMES)
+    if name in PLAIN_TWINS and shortcut is not None:  # plain18 is resnet18 with shortcut=False
+        name, shortcut = (PLAIN_TWINS[name], False) if shortcut is False else (name, shortcut)
     accepted = inspect.signature(BUILDERS[name]).parameters
-    options = {"depth": depth, "width": width, "activation": activation, "stem": stem}
+    options = {"depth": depth, "width": width, "activation": activation, "stem": stem, "shortcut": shortcut}
     for key, value in options.items():
         if value is not None and key not in accepted:
             takers = ", ".join(n for n in MODEL_NAMES if key in inspect.signature(BUILDERS[n]).parameters)

@@ -1,0 +1,210 @@
+"""Each run folder belongs to one config: its fingerprint, the folder rules, and the single-run lock.
+
+The *fingerprint* of a run is a hash of its resolved config less the keys that cannot change what is
+trained (:data:`IGNORED`: where outputs and logs go, the logger, the progress bar and checkpoint
+writing). It is stored in the record, in every checkpoint and in the W&B run, so a folder, its
+checkpoints and its W&B run can be told apart from another run's.
+
+Folder rules (applied before Hydra writes anything into a job folder, and again by the runner):
+
+* a folder whose record has another fingerprint is never skipped and never resumed: the command stops
+  with one line naming the keys that differ and the two ways on (another folder, or ``fresh=true``);
+* ``fresh=true`` moves the folder's previous contents aside, into ``.replaced/<time>/`` inside it (kept,
+  never deleted; readers of records skip dot-folders), so nothing of the old run can be resumed,
+  tested or mistaken for the new one;
+* a run that starts over in a folder holding an unfinished run (no usable checkpoint) moves that
+  run's files aside the same way, so ``best.ckpt`` always belongs to the run the record describes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+
+from bnres.errors import FolderConflict
+from bnres.record import RECORD_NAME
+
+log = logging.getLogger(__name__)
+
+#: dotted keys (fnmatch patterns) that cannot change what is trained: left out of the fingerprint
+IGNORED = (
+    "hydra", "paths", "logger", "tags", "task_name", "fresh", "wandb_group", "probes", "fingerprint",
+    "ckpt_path",  # where to resume from; the checkpoint's own fingerprint must match (runner.check_checkpoint)
+    "config",  # bnres fit: the --config files' names (their contents are in the other keys)
+    "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "trainer.log_every_n_steps", "trainer.logger",
+    "callbacks.model_checkpoint", "callbacks.last_checkpoint", "callbacks.lr_monitor", "callbacks.progress_bar",
+    "trainer.callbacks",  # bnres fit: its checkpoint, lr-monitor and progress-bar callbacks
+    "data.data_dir", "data.download",
+)
+#: where previous contents of a folder are moved (inside it; a dot-folder, so no reader takes it for a run)
+REPLACED_DIR = ".replaced"
+RUN_LOCK = ".run.lock"
+# names a set-aside never moves: the lock of the run in progress, and what Hydra has just written for it
+_KEEP_ALWAYS = (RUN_LOCK, REPLACED_DIR, ".sweep.lock", ".slots", ".submitit")
+
+
+# --- fingerprint --------------------------------------------------------------------------------
+def _ignored(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") or fnmatch.fnmatchcase(key, p) for p in IGNORED)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if _ignored(key):
+                continue
+            out.update(_flatten(v, key) if isinstance(v, dict) and v else {key: v})
+        return out
+    return {prefix: value}
+
+
+def _null_ignored(value: Any, prefix: str = "") -> Any:
+    """The unresolved config with the ignored keys nulled, so what they interpolate (the Hydra run dir,
+    ``${now:...}``, environment variables) is never resolved."""
+    if not isinstance(value, dict):
+        return value
+    return {k: (None if _ignored(f"{prefix}.{k}" if prefix else str(k)) else _null_ignored(v, f"{prefix}.{k}" if prefix else str(k))) for k, v in value.items()}
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers compare by value (``lr=1`` and ``lr=1.0`` train the same)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return str(value)
+
+
+def trained_settings(config: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide what is trained, flattened (``{"optimizer.lr": 0.1, ...}``).
+
+    Takes a composed config (resolved here, the ignored keys left unresolved) or a record's resolved config."""
+    if isinstance(config, DictConfig):
+        raw = OmegaConf.to_container(config, resolve=False)
+        raw.pop("hydra", None)
+        config = OmegaConf.to_container(OmegaConf.create(_null_ignored(raw)), resolve=True)
+    return {k: _canonical(v) for k, v in sorted(_flatten(config).items())}
+
+
+def fingerprint(config: DictConfig | dict[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of :func:`trained_settings`."""
+    text = json.dumps(trained_settings(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_fingerprint(record: dict[str, Any]) -> str | None:
+    """The fingerprint a record was written with (computed from its config for older records)."""
+    if record.get("fingerprint"):
+        return str(record["fingerprint"])
+    return fingerprint(record["config"]) if isinstance(record.get("config"), dict) else None
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> str:
+    """``"lr: 1000 -> 0.3, seed: 0 -> 1"`` for the settings two configs disagree on."""
+    a, b = trained_settings(old), trained_settings(new)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
+    shown = [f"{k}: {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}" for k in keys[:limit]]
+    return ", ".join(shown) + (f", ... ({len(keys)} keys differ)" if len(keys) > limit else "")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+
+
+# --- folder rules ---------------------------------------------------------------------------------
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    path = folder / RECORD_NAME
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+FRESH_HINT = f"choose another folder, or add fresh=true to move its contents aside (kept in {REPLACED_DIR}/) and rerun"
+
+
+def check_folder(folder: Path | str, config: DictConfig | dict[str, Any], where: str, ways_on: str = FRESH_HINT) -> None:
+    """Refuse (one line) when ``folder`` holds a run of another config. ``where`` names the folder's key,
+    e.g. ``hydra.sweep.dir=multirun/x (job 3)``; ``ways_on`` says what to do instead."""
+    record = _read_record(Path(folder))
+    if not record or not isinstance(record.get("config"), dict):
+        return  # nothing bound to the folder yet (or a run that failed before it had a config)
+    if record_fingerprint(record) == fingerprint(config):
+        return
+    raise FolderConflict(
+        f"{where} holds a run of another config ({differences(record['config'], config)}): {ways_on}"
+    )
+
+
+def _kept(name: str, keep: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*_KEEP_ALWAYS, *keep))
+
+
+def holds_previous_run(folder: Path | str, keep: Iterable[str] = ()) -> bool:
+    """Whether ``folder`` holds anything but ``keep`` (name patterns) and the locks."""
+    folder = Path(folder)
+    return folder.is_dir() and any(not _kept(p.name, keep) for p in folder.iterdir())
+
+
+def set_aside(folder: Path | str, keep: Iterable[str] = (), reason: str = "") -> Path | None:
+    """Move everything in ``folder`` (but ``keep``, name patterns, and the locks) into ``folder/.replaced/<time>/``."""
+    folder = Path(folder)
+    moving = [p for p in folder.iterdir() if not _kept(p.name, keep)] if folder.is_dir() else []
+    if not moving:
+        return None
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    target, n = folder / REPLACED_DIR / stamp, 1
+    while target.exists():
+        target, n = folder / REPLACED_DIR / f"{stamp}_{n}", n + 1
+    target.mkdir(parents=True)
+    for path in moving:
+        shutil.move(str(path), str(target / path.name))
+    log.info("moved %s's previous contents to %s%s", folder, target, f" ({reason})" if reason else "")
+    return target
+
+
+# --- single-run lock ------------------------------------------------------------------------------
+class FolderLock:
+    """An exclusive ``flock`` on ``folder/.run.lock``, held while a single run trains in ``folder``; the OS
+    drops it when the process dies. :meth:`release` removes the file."""
+
+    def __init__(self, folder: Path | str, key: str) -> None:
+        import fcntl
+
+        self.path = Path(folder) / RUN_LOCK
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise FolderConflict(f"{key}={folder} is in use by a running job ({holder}); wait for it, or choose another folder") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self.path.unlink(missing_ok=True)
+            self._file.close()
