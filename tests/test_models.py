@@ -8,6 +8,8 @@ import pickle
 from pathlib import Path
 
 import pytest
+
+from bnres.models.zoo import residual_twin
 import torch
 from torch import nn
 
@@ -433,7 +435,9 @@ def _compose(overrides):
 def test_hydra_configs_compose_and_instantiate(name):
     cfg, net = _compose([f"model={name}", "data=mnist5k", "bn_impl=scratch", "bn_momentum=0.05"])
     assert cfg.model_name == name
-    assert cfg.model._target_ == f"bnres.models.{name}"
+    # plain nets are their residual twin with the shortcuts switched off (model=plain18 is resnet18 shortcut=false)
+    assert cfg.model._target_ == f"bnres.models.{residual_twin(name)}"
+    assert getattr(net, "shortcut", None) is cfg.shortcut
     x = torch.randn(2, 1, 28, 28)  # mnist5k: 1 channel, 28x28, 10 classes
     assert net(x).shape == (2, 10)
     norms = [m for m in net.modules() if isinstance(m, NORM_TYPES)]

@@ -258,7 +258,7 @@ def _check_model_knobs(get, model_choice: str | None) -> None:
 
     _, name = get("model_name")
     _, target = get("model._target_")
-    builder = BUILDERS.get(str(target).rsplit(".", 1)[-1]) if target else BUILDERS.get(name)
+    builder = BUILDERS.get(residual_twin(str(target).rsplit(".", 1)[-1] if target else str(name)))
     if builder is None:
         return
     params = inspect.signature(builder).parameters
@@ -273,7 +273,7 @@ def _check_model_knobs(get, model_choice: str | None) -> None:
             raise ConfigError(f"depth={_show(depth)} does not apply to {name}, whose depth is {fixed} (choose the model instead: {others})")
     has_shortcut, shortcut = get("shortcut")
     if has_shortcut and shortcut is not None and "shortcut" not in params:
-        takers = ", ".join(n for n, b in BUILDERS.items() if "shortcut" in inspect.signature(b).parameters)
+        takers = ", ".join(n for n in BUILDERS if "shortcut" in inspect.signature(BUILDERS[residual_twin(n)]).parameters)
         raise ConfigError(f"shortcut={_show(shortcut)} does not apply to {name} (no residual blocks; shortcut applies to: {takers})")
     if model_choice and model_choice in BUILDERS and model_choice != name and shortcut is True:
         raise ConfigError(
