@@ -184,12 +184,13 @@ def test_fresh_reruns_finished_jobs(make_cfg, tmp_path):
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    # a negative momentum makes SGD raise inside fit: a real runtime failure in job 1 only
-    result = run_script(["-m", "optimizer.momentum=0.9,-1,0.5", *SMALL, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=ROOT)
+    # a callback raises inside fit at step 1 of job 1 only: a real runtime failure (bad values are refused before any job)
+    fail = ["+callbacks.fail._target_=fail_at_step.FailAtStep", "+callbacks.fail.step=-1,1,-1"]
+    result = run_script(["-m", *fail, *SMALL, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=HELPERS)
     assert result.returncode != 0
     records = _records(sweep)
     assert [records[j]["status"] for j in ("0", "1", "2")] == ["completed", "failed", "completed"]
-    assert "momentum" in records["1"]["error"]
+    assert "planted failure at step 1" in records["1"]["error"]
     output = result.stdout + result.stderr
     assert "2 completed, 1 failed" in output
     assert "did not finish: 1 (failed)" in output

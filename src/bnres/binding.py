@@ -65,7 +65,10 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             key = f"{prefix}.{k}" if prefix else str(k)
             if _ignored(key):
                 continue
-            out.update(_flatten(v, key) if isinstance(v, dict) and v else {key: v})
+            if isinstance(v, dict):  # an empty group (callbacks=none) says no more than its ignored members
+                out.update(_flatten(v, key))
+            else:
+                out[key] = v
         return out
     return {prefix: value}
 

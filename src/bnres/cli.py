@@ -346,7 +346,8 @@ class BnresCLI(LightningCLI):
         if trainer.get("callbacks") is not None:
             trainer.callbacks = callbacks
         try:
-            check_config(OmegaConf.create(_checkable(cfg)))
+            checkable = _checkable(cfg)
+            check_config(OmegaConf.create(checkable), model_choice=_init_args(cfg.model.net).get("name"))
         except ValueError as err:
             self._parser(self.subcommand).error(as_cli_message(str(err)))
 
@@ -545,12 +546,15 @@ def _default_of(obj: Any, name: str) -> Any:
 def _checkable(cfg: Namespace) -> dict[str, Any]:
     """A CLI config in the Hydra config's shape (its top-level knobs and the nested settings that
     ``bnres.checks`` checks): what ``check_config`` checks, what the record's config carries and analysis reads."""
-    from bnres.models.zoo import PLAIN_TWINS
+    from bnres.models.zoo import PLAIN_TWINS, net_name, residual_twin
 
     net_spec, net = cfg.model.net, _init_args(cfg.model.net)
-    name = net.get("name") or str(net_spec.get("class_path", "")).rsplit(".", 1)[-1]
-    if net.get("shortcut") is False and name in PLAIN_TWINS.values():
-        name = {v: k for k, v in PLAIN_TWINS.items()}[name]  # resnet18 without shortcuts is plain18
+    requested = net.get("name") or str(net_spec.get("class_path", "")).rsplit(".", 1)[-1]
+    shortcut = net.get("shortcut")
+    if shortcut is None and requested not in ("lenet", "mlp"):
+        shortcut = requested not in PLAIN_TWINS
+    # the network built: resnet18 without shortcuts is plain18 (and plain18 with shortcut=true is refused)
+    name = net_name(residual_twin(requested), shortcut) if shortcut is not None and requested in BUILDERS else requested
     builder = BUILDERS.get(name)
 
     def knob(key: str) -> Any:
@@ -561,7 +565,6 @@ def _checkable(cfg: Namespace) -> dict[str, Any]:
     depth = knob("depth")
     if depth is None and name[-2:].isdigit():  # resnet18, plain34, ...: the depth is in the name
         depth = int(name[-2:])
-    shortcut = None if name in ("lenet", "mlp") else name not in PLAIN_TWINS
     opt = _init_args(cfg.model.optimizer)
     opt_class = _class_of(cfg.model.optimizer)
     lr = opt.get("lr", _default_of(opt_class, "lr"))
