@@ -207,7 +207,7 @@ def test_bad_input_from_the_command_line_is_one_line_exit_2(tmp_path):
     result = run_script(["lr=-0.1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: lr=-0.1 must be a positive number"]
+    assert errors == ["error: lr=-0.1 is not a finite number > 0"]
     assert not (tmp_path / "run" / "result.json").exists()
 
 

@@ -36,6 +36,11 @@ def clean(value: Any) -> Any:
     return value
 
 
+def is_set_aside(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a dot-folder under ``root`` (``.replaced/`` holds runs set aside by ``fresh=true``)."""
+    return any(part.startswith(".") for part in Path(path).relative_to(root).parent.parts)
+
+
 def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from bnres.record import read_record
+from bnres.record import is_set_aside, read_record
 
 log = logging.getLogger(__name__)
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Job folders of a sweep: those Hydra wrote its ``.hydra/overrides.yaml`` into."""
-    found = [p.parent.parent for p in Path(sweep_dir).glob("**/.hydra/overrides.yaml")]
+    sweep_dir = Path(sweep_dir)
+    found = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml") if not is_set_aside(p.parent, sweep_dir)]
     return sorted((p for p in found if p != Path(sweep_dir)), key=lambda p: (len(p.parts), _num(p.name), str(p)))
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from bnres.record import FINISHED, RECORD_NAME, STATUSES  # FINISHED: runs that ended, the only evidence
+from bnres.record import FINISHED, RECORD_NAME, STATUSES, is_set_aside  # FINISHED: runs that ended, the only evidence
 
 #: metric keys of the record's ``final``/``best`` blocks and their column suffixes
 METRIC_KEYS = {
@@ -74,7 +74,8 @@ def find_result_files(sweep_dir: str | Path) -> list[Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise NoResultsError(f"{sweep_dir}: no such sweep folder")
-    files = sorted(sweep_dir.glob(f"**/{RECORD_NAME}"), key=lambda p: _natural_key(p.relative_to(sweep_dir)))
+    found = [p for p in sweep_dir.glob(f"**/{RECORD_NAME}") if not is_set_aside(p, sweep_dir)]  # not .replaced/ runs
+    files = sorted(found, key=lambda p: _natural_key(p.relative_to(sweep_dir)))
     if not files:
         raise NoResultsError(f"{sweep_dir}: no {RECORD_NAME} found (searched {sweep_dir}/**/{RECORD_NAME})")
     return files
