@@ -300,6 +300,8 @@ def part_ddp(ctx: Context) -> dict[str, Any]:
     devices = ctx.gpus if ctx.gpu else 2  # no GPU: 2 CPU processes (gloo)
     args = ["trainer=ddp", f"trainer.devices={devices}", "sync_batchnorm=true", *net_args(s),
             *synthetic_args(s, s.check_batches * devices), f"trainer.max_epochs={s.check_epochs}"]  # check_batches steps per rank
+    if not ctx.gpu:
+        args.append("trainer.accelerator=cpu")  # the dry run stays on CPU even where GPUs are
     folder, code, log = ctx.train("ddp", args, env=None if ctx.gpu else {"OMP_NUM_THREADS": "1"})
     row = check_run(folder, {"sync_batchnorm": True, "trainer.strategy": "ddp", "trainer.devices": devices})
     problems = _problems([row], code, log)
@@ -533,13 +535,16 @@ def run_part(ctx: Context, name: str, budget_s: float) -> dict[str, Any]:
 
 # --- the machine ---------------------------------------------------------------------------------------
 def machine_info() -> dict[str, Any]:
+    """Versions, and the GPUs as the runs see them (torch: MIG slices, CUDA_VISIBLE_DEVICES) and as
+    ``nvidia-smi`` lists them (the physical cards, the driver)."""
     import pytorch_lightning
     import torch
 
     info: dict[str, Any] = {
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "torch": torch.__version__, "cuda_runtime": torch.version.cuda, "lightning": pytorch_lightning.__version__,
-        "cudnn": None, "driver": None, "gpus": [],
+        "cudnn": None, "driver": None, "gpus": [], "nvidia_smi": [],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     try:
         smi = subprocess.run(
@@ -547,23 +552,32 @@ def machine_info() -> dict[str, Any]:
             capture_output=True, text=True, timeout=30,
         )
         for line in smi.stdout.strip().splitlines():
-            index, name, memory, driver = (part.strip() for part in line.split(","))
-            info["gpus"].append({"index": int(index), "name": name, "memory_mib": int(float(memory))})
-            info["driver"] = driver
-    except (OSError, subprocess.SubprocessError, ValueError):
+            fields = [part.strip() for part in line.split(",")]
+            if len(fields) == 4:
+                index, name, memory, driver = fields
+                info["nvidia_smi"].append({"index": index, "name": name, "memory_mib": _int_or_none(memory)})
+                info["driver"] = driver
+    except (OSError, subprocess.SubprocessError):
         pass
     if torch.cuda.is_available():
         info["cudnn"] = torch.backends.cudnn.version()
-        if not info["gpus"]:  # no nvidia-smi: ask torch
-            for i in range(torch.cuda.device_count()):
-                props = torch.cuda.get_device_properties(i)
-                info["gpus"].append({"index": i, "name": props.name, "memory_mib": props.total_memory // 2**20})
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["gpus"].append({"index": i, "name": props.name, "memory_mib": props.total_memory // 2**20,
+                                 "capability": f"{props.major}.{props.minor}"})
         if info["driver"] is None:
             try:
                 info["driver"] = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
             except OSError:
                 pass
     return info
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:  # "[N/A]" (MIG)
+        return None
 
 
 # --- writing the results ------------------------------------------------------------------------------
@@ -592,7 +606,7 @@ def markdown(report: dict[str, Any]) -> str:
     gpus = m.get("gpus") or []
     names: dict[str, int] = {}
     for g in gpus:
-        key = f"{g['name']} ({g['memory_mib']:,} MiB)"
+        key = f"{g['name']} ({g['memory_mib']:,} MiB)" if g.get("memory_mib") else g["name"]
         names[key] = names.get(key, 0) + 1
     cards = ", ".join(f"{count} x {name}" for name, count in names.items()) or "none (CPU)"
     lines = [
@@ -601,6 +615,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| | |", "|---|---|",
         f"| card | {cards} |",
         f"| driver | {m.get('driver') or '-'} |",
+        *([f"| nvidia-smi | {', '.join(g['name'] for g in m['nvidia_smi'])} |"] if m.get("nvidia_smi") else []),
         f"| torch | {m['torch']} (CUDA {m.get('cuda_runtime') or '-'}, cuDNN {m.get('cudnn') or '-'}) |",
         f"| Lightning, Python | {m['lightning']}, {m['python']} |",
         f"| CPUs | {m['cpus']} |",
