@@ -87,6 +87,35 @@ def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkey
     assert not counter.reads, f"{len(counter.reads)} host reads during training steps, first:\n{counter.reads[0]}"
 
 
+def test_counter_counts_cuda_sync_warnings_inside_steps_only(monkeypatch):
+    """On CUDA the counter also records what torch.cuda.set_sync_debug_mode("warn") flags, inside the
+    window only, and puts the warning machinery back as it was (the CUDA calls are stubbed here)."""
+    import warnings
+
+    modes = []
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    counter = HostSyncCounter()
+    counter.on_cuda = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown = []
+        warnings.showwarning = lambda message, *args: shown.append(str(message))
+        filters, show = warnings.filters[:], warnings.showwarning
+        counter._patch()
+        counter._set_active(True)
+        for _ in range(2):  # the same line twice: both counted, not once per location
+            warnings.warn("called a synchronizing CUDA operation", UserWarning)
+        warnings.warn("unrelated", UserWarning)  # other warnings are shown as before
+        counter._set_active(False)
+        warnings.warn("called a synchronizing CUDA operation", UserWarning)  # outside a step: shown, not counted
+        counter.unpatch()
+        assert warnings.filters == filters and warnings.showwarning is show
+    assert len(counter.cuda_syncs) == 2 and modes == ["warn", 0]
+    assert shown == ["unrelated", "called a synchronizing CUDA operation"]
+    assert counter.summary()["cuda_syncs"] == 2 and counter.summary()["python_reads"] == 0
+
+
 def test_logged_values_are_epoch_means_over_all_samples(make_cfg):
     """train/loss and train/acc are means over every sample of the epoch (not of batch means)."""
     metric = EpochMean()

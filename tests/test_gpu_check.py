@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 
 import pytest
@@ -155,3 +156,55 @@ def test_gpu_fast_path_and_host_syncs_on_the_device(tmp_path):
     assert proc.returncode == 0, {p["name"]: (p["problems"], p["error"]) for p in saved["parts"]}
     syncs = next(p for p in saved["parts"] if p["name"] == "host_syncs")["figures"]
     assert syncs["cuda_syncs"] == 0 and syncs["python_reads"] == 0
+
+
+def test_every_gpu_run_composes_and_passes_the_config_checks(tmp_path, monkeypatch):
+    """What the dry run cannot reach: the real (GPU) mode's runs, each composed and checked as a run would be
+    (with 2 GPUs pretended), so that a typo in a GPU-only override cannot wait for a GPU window to show."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from bnres import checks
+    from bnres.callbacks import DivergenceMonitor
+    from bnres.runner import compose_config
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    class Recorder(gpu_check.Context):  # records each run instead of starting it
+        def train(self, name, args, multirun=False, env=None):
+            calls.append((name, list(args), env or {}))
+            raise Stop
+
+        def bench_case(self, case, repeats):
+            calls.append((case.name, [*case.overrides, *gpu_check.harness_benchmark().gpu_overrides()], {}))
+            raise Stop
+
+    ctx = Recorder(tmp_path, dry=False, gpus=2)
+    for name in gpu_check.PARTS:
+        assert gpu_check.run_part(ctx, name, budget_s=1e9)["status"] == "failed"  # stopped at its first run
+    runs = {name: (args, env) for name, args, env in calls}
+    assert list(runs) == ["fast_path", "ddp", "host_syncs", "packed1", "packed4", "packed8", "he2016-resnet20",
+                          "resnet-20-fp32", "resnet-20-bf16-channels-last-compile", "resnet-18-fp32", "resnet-18-bf16-channels-last-compile"]
+    assert {"trainer=gpu", "compile=true", "channels_last=true", "trainer.benchmark=true", "trainer.precision=bf16-mixed",
+            "data.augment=true", "data.on_device=true"} <= set(runs["fast_path"][0])
+    assert {"trainer=ddp", "trainer.devices=2", "sync_batchnorm=true"} <= set(runs["ddp"][0])
+    assert "packing.jobs_per_gpu=8" in runs["packed8"][0] and runs["packed8"][1]["CUDA_VISIBLE_DEVICES"] == "0"
+    monkeypatch.setattr(checks, "available_devices", lambda accelerator: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # no bf16 question to ask
+    try:
+        for name, (args, _) in runs.items():
+            overrides = [re.sub(r"^seed=0,.*", "seed=0", a) for a in args]  # a sweep's first job
+            cfg = compose_config(overrides, tmp_path / name)
+            checks.check_config(cfg)
+            assert cfg.trainer.accelerator in ("gpu", "auto"), name
+            instantiate(cfg.model), instantiate(cfg.data), DivergenceMonitor(**cfg.divergence)
+            for callback in (cfg.get("callbacks") or {}).values():
+                instantiate(callback)
+    finally:
+        GlobalHydra.instance().clear()
+    he = compose_config(runs["he2016-resnet20"][0], tmp_path / "he")
+    assert he.trainer.precision == "bf16-mixed" and he.data.num_samples == 50_000 and he.data.batch_size == 128
+    GlobalHydra.instance().clear()

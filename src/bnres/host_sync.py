@@ -49,7 +49,7 @@ class HostSyncCounter(pl.Callback):
         self.steps_watched = 0
         self.on_cuda = False
         self._saved: dict[str, Any] = {}
-        self._saved_warnings: tuple[list, Any] | None = None
+        self._warnings: warnings.catch_warnings | None = None  # the warning filters and display as they were
         self._saved_sync_mode: int | None = None
 
     # --- watching -------------------------------------------------------------------------
@@ -73,7 +73,8 @@ class HostSyncCounter(pl.Callback):
             setattr(torch.Tensor, name, wrapper)
         if self.on_cuda:
             self._saved_sync_mode = torch.cuda.get_sync_debug_mode()
-            self._saved_warnings = (warnings.filters[:], warnings.showwarning)
+            self._warnings = warnings.catch_warnings()
+            self._warnings.__enter__()
             # every occurrence, not once per code location
             warnings.filterwarnings("always", message=".*synchroniz", category=UserWarning)
             original_show = warnings.showwarning
@@ -94,9 +95,9 @@ class HostSyncCounter(pl.Callback):
             else:
                 setattr(torch.Tensor, name, original)
         self._saved.clear()
-        if self._saved_warnings is not None:
-            warnings.filters[:], warnings.showwarning = self._saved_warnings
-            self._saved_warnings = None
+        if self._warnings is not None:
+            self._warnings.__exit__(None, None, None)
+            self._warnings = None
 
     # --- Lightning hooks ------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
