@@ -128,7 +128,7 @@ def test_dry_host_sync_part_watches_a_real_run(tmp_path):
     assert "| host_syncs | passed |" in md and "## Host syncs inside training steps" in proc.stdout
 
 
-@pytest.mark.slow  # every part: about 8 train.py processes and benchmark workers (1.5 to 3 min on 2 cores)
+@pytest.mark.slow  # every part: 6 train.py processes (3 ranks/workers more) and 4 benchmark workers: 2.5 to 5 min on 2 shared cores
 def test_full_dry_run_passes_every_part(tmp_path):
     proc = run_script(["--dry", "--out", str(tmp_path / "out")], cwd=tmp_path, script=SCRIPT, timeout=900, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
