@@ -15,6 +15,7 @@ import torch
 
 from bnres import runner
 from bnres.callbacks import DivergenceMonitor, ProgressBar
+from bnres.host_sync import HostSyncCounter
 from bnres.module import Classifier, EpochMean
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -62,58 +63,10 @@ def test_compile_keeps_plain_parameter_names():
 
 
 # --- no host reads in the training step -----------------------------------------------------------
-class _CountReads(pl.Callback):
-    """Counts tensor → Python conversions from the second training step of each epoch to the
-    start of validation (or the epoch's end): every one is a device→host sync on a GPU."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.reads: list[str] = []
-        self._saved = {}
-
-    def _patch(self) -> None:
-        for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
-            original = getattr(torch.Tensor, name)
-            self._saved[name] = torch.Tensor.__dict__.get(name)  # None: inherited from the C base class
-
-            def wrapper(tensor, *args, _name=name, _original=original, **kwargs):
-                if self.active:
-                    import traceback
-
-                    self.reads.append(f"{_name}: " + "".join(traceback.format_stack(limit=6)[:-1]))
-                return _original(tensor, *args, **kwargs)
-
-            setattr(torch.Tensor, name, wrapper)
-
-    def unpatch(self) -> None:
-        for name, original in self._saved.items():
-            if original is None:
-                delattr(torch.Tensor, name)
-            else:
-                setattr(torch.Tensor, name, original)
-        self._saved.clear()
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._patch()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.active = batch_idx >= 1
-
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self.active = False
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.active = False
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.active = False
-        self.unpatch()
-
-
 def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkeypatch):
     """Default callbacks and logger, augmentation on: with logging, progress-bar refresh and the
     divergence check all less frequent than the run is long, a step reads no tensor value at all."""
-    counter = _CountReads()
+    counter = HostSyncCounter()
     cfg = make_cfg(
         *SMALL_CONV, "data.augment=true", "logger=csv", "callbacks=default", "trainer.enable_progress_bar=true",
         "trainer.limit_train_batches=6", "trainer.max_epochs=2", "trainer.log_every_n_steps=1000",
@@ -130,7 +83,37 @@ def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkey
     finally:
         counter.unpatch()
     assert record["status"] == "completed", record["error"]
+    assert counter.steps_watched == 2 * 5  # steps 2..6 of both epochs
     assert not counter.reads, f"{len(counter.reads)} host reads during training steps, first:\n{counter.reads[0]}"
+
+
+def test_counter_counts_cuda_sync_warnings_inside_steps_only(monkeypatch):
+    """On CUDA the counter also records what torch.cuda.set_sync_debug_mode("warn") flags, inside the
+    window only, and puts the warning machinery back as it was (the CUDA calls are stubbed here)."""
+    import warnings
+
+    modes = []
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    counter = HostSyncCounter()
+    counter.on_cuda = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown = []
+        warnings.showwarning = lambda message, *args: shown.append(str(message))
+        filters, show = warnings.filters[:], warnings.showwarning
+        counter._patch()
+        counter._set_active(True)
+        for _ in range(2):  # the same line twice: both counted, not once per location
+            warnings.warn("called a synchronizing CUDA operation", UserWarning)
+        warnings.warn("unrelated", UserWarning)  # other warnings are shown as before
+        counter._set_active(False)
+        warnings.warn("called a synchronizing CUDA operation", UserWarning)  # outside a step: shown, not counted
+        counter.unpatch()
+        assert warnings.filters == filters and warnings.showwarning is show
+    assert len(counter.cuda_syncs) == 2 and modes == ["warn", 0]
+    assert shown == ["unrelated", "called a synchronizing CUDA operation"]
+    assert counter.summary()["cuda_syncs"] == 2 and counter.summary()["python_reads"] == 0
 
 
 def test_logged_values_are_epoch_means_over_all_samples(make_cfg):
