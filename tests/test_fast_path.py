@@ -97,7 +97,11 @@ class _CountReads(pl.Callback):
         self._patch()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.active = batch_idx >= 1
+        self.active = batch_idx >= 1 and not _probe_step(trainer, trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if _probe_step(trainer, trainer.global_step):  # the next step is a probe step: it reads (once)
+            self.active = False
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self.active = False
@@ -110,12 +114,19 @@ class _CountReads(pl.Callback):
         self.unpatch()
 
 
-def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkeypatch):
+def _probe_step(trainer, step: int) -> bool:
+    """Whether a mechanism probe (bnres.probes) measures at this step: those steps read their numbers back."""
+    return any(c.cadence.due(step) for c in trainer.callbacks if hasattr(c, "cadence"))
+
+
+@pytest.mark.parametrize("probes", ["none", "all"])
+def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkeypatch, probes):
     """Default callbacks and logger, augmentation on: with logging, progress-bar refresh and the
-    divergence check all less frequent than the run is long, a step reads no tensor value at all."""
+    divergence check all less frequent than the run is long, a step reads no tensor value at all.
+    With the probes on (every 4th step), the steps between probe steps read nothing either."""
     counter = _CountReads()
     cfg = make_cfg(
-        *SMALL_CONV, "data.augment=true", "logger=csv", "callbacks=default", "trainer.enable_progress_bar=true",
+        *SMALL_CONV, f"probes={probes}", *(["probes.every_n_steps=4"] if probes != "none" else []), "data.augment=true", "logger=csv", "callbacks=default", "trainer.enable_progress_bar=true",
         "trainer.limit_train_batches=6", "trainer.max_epochs=2", "trainer.log_every_n_steps=1000",
         "callbacks.progress_bar.refresh_rate=1000", "divergence.check_every_n_steps=1000",
     )
@@ -130,6 +141,8 @@ def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkey
     finally:
         counter.unpatch()
     assert record["status"] == "completed", record["error"]
+    if probes != "none":
+        assert record["probes"]["layers"]["step"] == [0, 4, 8, 11] and record["probes"]["landscape"]["step"] == [0, 4, 8]
     assert not counter.reads, f"{len(counter.reads)} host reads during training steps, first:\n{counter.reads[0]}"
 
 
