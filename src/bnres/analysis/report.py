@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnres.analysis import mechanisms
 from bnres.analysis.plots import make_plots
 from bnres.analysis.records import load_records, records_to_histories, records_to_runs, status_counts, write_tables
 from bnres.analysis.verdicts import (
@@ -59,12 +60,20 @@ def analyze(
     files: dict[str, Path] = {}
     files["runs_csv"], files["runs_md"] = write_tables(runs, out_dir)
     files |= make_plots(runs, histories, out_dir, acc_threshold=acc_threshold)
+    mechanism_figures = mechanisms.make_mechanism_plots(records, out_dir)
+    files |= mechanism_figures
+    mechanism_numbers = mechanisms.mechanism_numbers(records)
     claims_path = out_dir / "claims.md"
-    claims_path.write_text(verdicts_markdown(verdicts, preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin)))
+    claims_path.write_text(
+        verdicts_markdown(verdicts, preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin))
+        + "\n" + mechanisms.mechanisms_markdown(mechanism_numbers, mechanism_figures)
+    )
     files["claims_md"] = claims_path
 
     if verbose:
         print(format_verdicts(verdicts))
+        if mechanism_numbers:
+            print("\n" + mechanisms.mechanisms_summary(mechanism_numbers))
         print(f"\nwrote {', '.join(p.name for p in files.values())} to {out_dir}")
     return AnalysisResult(runs, histories, verdicts, out_dir, files)
 
