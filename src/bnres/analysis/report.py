@@ -15,6 +15,7 @@ from bnres.analysis.verdicts import (
     DEFAULT_ACC_THRESHOLD,
     DEFAULT_ERROR_MARGIN,
     DEFAULT_MIN_LR_RATIO,
+    DEFAULT_RELATIVE_MARGIN,
     Verdict,
     evaluate_claims,
     verdicts_markdown,
@@ -94,8 +95,8 @@ def _preamble(sweeps, runs, files, acc_threshold, min_ratio, margin) -> str:
         f"- claim 1 thresholds: a run trains when it does not diverge, its final training loss is finite "
         f"and its final val accuracy is >= {acc_threshold:g}; supported when the BN/no-BN ratio of max stable "
         f"learning rates is >= {min_ratio:g}",
-        f"- claim 2 thresholds: a change in training error counts when it exceeds the seed range "
-        f"(min-max) at either compared depth and {margin:g} (absolute)",
+        f"- claim 2 thresholds: a rise in training error counts when its whole 95% bootstrap interval over "
+        f"seeds exceeds max({margin:g}, {DEFAULT_RELATIVE_MARGIN:g} x the error at the shallowest depth)",
     ]
     plots = [p.name for name, p in files.items() if p.suffix == ".png"]
     if plots:
