@@ -65,7 +65,7 @@ def test_layer_probe_callback_measures_the_step_it_runs_in():
     torch.manual_seed(0)
     net = LeNet(bn=True, activation="relu")
     module = Classifier(net)
-    probe = LayerProbe(every_n_steps=2, activation="act3", histograms=False)
+    probe = LayerProbe(every_n_steps=2, activation="act3", histograms_every_n_steps=None)
     trainer = _FakeTrainer()
     probe.on_train_start(trainer, module)
     for step in range(3):
@@ -176,3 +176,22 @@ def test_bad_probe_settings_are_one_line_errors(make_cfg):
         runner.run(make_cfg("probes=layers", "probes.every_n_steps=0"))
     with pytest.raises(ConfigError, match="eta_factors"):
         runner.run(make_cfg("probes=landscape", "probes.landscape.eta_factors=[-1]"))
+
+
+def test_probes_reach_wandb_as_scalars_and_histograms(make_cfg, tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("wandb") is None:
+        pytest.skip("no wandb command")
+    record = runner.run(make_cfg("logger=wandb", "probes=layers", "probes.every_n_steps=2",
+                                 "probes.layers.histograms_every_n_steps=2", "trainer.limit_train_batches=3"))
+    assert record["status"] == "completed", record["error"]
+    run_dir = next((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    out = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)], capture_output=True, text=True, timeout=120)
+    summary = json.loads(out.stdout)
+    summary = summary.get("summary", summary)
+    assert summary["probes/site_std/bn1"] == pytest.approx(record["probes"]["layers"]["site_std"][-1][0])
+    assert summary["probes/hist/act4_input"]["_type"] == "histogram"
+    assert summary["probes/hist/grad/conv1"]["_type"] == "histogram"
