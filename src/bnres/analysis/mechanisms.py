@@ -88,7 +88,7 @@ def depth_comparison(runs: pd.DataFrame) -> pd.DataFrame:
     have = runs[runs["layers"].notna() & runs["family"].notna()] if len(runs) else runs
     if have.empty:
         return have
-    groups = [g for _, g in have.groupby(["data", "family", "bn", "lr", "max_epochs"], dropna=False) if g["residual"].any() and (~g["residual"]).any()]
+    groups = [g for _, g in have.groupby(["data", "family", "bn_label", "lr", "max_epochs"], dropna=False) if g["residual"].any() and (~g["residual"]).any()]
     return max(groups, key=len) if groups else have.iloc[0:0]
 
 
