@@ -195,3 +195,30 @@ def test_probes_reach_wandb_as_scalars_and_histograms(make_cfg, tmp_path):
     assert summary["probes/site_std/bn1"] == pytest.approx(record["probes"]["layers"]["site_std"][-1][0])
     assert summary["probes/hist/act4_input"]["_type"] == "histogram"
     assert summary["probes/hist/grad/conv1"]["_type"] == "histogram"
+
+
+@pytest.mark.slow
+def test_probes_survive_a_preemption_and_resume(tmp_path):
+    """A probed run stopped by SIGTERM part-way through an epoch and rerun ends with the probes of an
+    uninterrupted run: the rows so far travel in the checkpoint, the rest are measured after the resume."""
+    import json
+    import os
+    import signal
+
+    from conftest import ROOT, run_script
+
+    common = ["trainer.enable_progress_bar=false", "logger=csv", "data.batch_size=256", "deterministic=true",
+              "trainer.max_epochs=3", "probes=all", "probes.every_n_steps=10"]
+    helpers = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])}
+    reference = run_script([*common, f"hydra.run.dir={tmp_path / 'ref'}"], cwd=ROOT)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    signal_at = ["+callbacks.test_signal._target_=signal_at_step.SignalAtStep", "+callbacks.test_signal.step=22",
+                 "+callbacks.test_signal.signum=SIGTERM", f"hydra.run.dir={tmp_path / 'stopped'}"]
+    stopped = run_script([*common, *signal_at], cwd=ROOT, env=helpers)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    resumed = run_script([*common, *signal_at], cwd=ROOT, env=helpers)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = json.loads((tmp_path / "ref" / "result.json").read_text())["probes"]
+    record = json.loads((tmp_path / "stopped" / "result.json").read_text())
+    assert record["resumed_from"] and record["probes"]["layers"]["step"] == expected["layers"]["step"]
+    assert record["probes"] == expected
