@@ -222,3 +222,24 @@ def test_probes_survive_a_preemption_and_resume(tmp_path):
     record = json.loads((tmp_path / "stopped" / "result.json").read_text())
     assert record["resumed_from"] and record["probes"]["layers"]["step"] == expected["layers"]["step"]
     assert record["probes"] == expected
+
+
+@pytest.mark.slow
+def test_landscape_probe_leaves_ddp_training_unchanged(tmp_path):
+    """2 CPU ranks (gloo): the probe's own backward passes (torch.autograd.grad on the unwrapped network)
+    trigger no gradient all-reduce, and the run ends with the metrics of the run without it."""
+    import json
+
+    from conftest import ROOT, run_script
+
+    common = ["trainer=ddp", "trainer.devices=2", "deterministic=true", "data.batch_size=32", "trainer.max_epochs=1",
+              "trainer.limit_train_batches=8", "trainer.limit_val_batches=2", "trainer.limit_test_batches=1",
+              "logger=csv", "callbacks=none", "trainer.enable_progress_bar=false", "probes.every_n_steps=3"]
+    finals = {}
+    for probes in ("none", "landscape"):
+        result = run_script([*common, f"probes={probes}", f"hydra.run.dir={tmp_path / probes}"], cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-2000:]
+        record = json.loads((tmp_path / probes / "result.json").read_text())
+        finals[probes] = record["final"]
+    assert record["probes"]["landscape"]["step"] == [0, 3, 6]
+    assert finals["landscape"] == finals["none"]
