@@ -63,12 +63,14 @@ def test_compile_keeps_plain_parameter_names():
 
 
 # --- no host reads in the training step -----------------------------------------------------------
-def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkeypatch):
+@pytest.mark.parametrize("probes", ["none", "all"])
+def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkeypatch, probes):
     """Default callbacks and logger, augmentation on: with logging, progress-bar refresh and the
-    divergence check all less frequent than the run is long, a step reads no tensor value at all."""
+    divergence check all less frequent than the run is long, a step reads no tensor value at all.
+    With the probes on (every 4th step), the steps between probe steps read nothing either."""
     counter = HostSyncCounter()
     cfg = make_cfg(
-        *SMALL_CONV, "data.augment=true", "logger=csv", "callbacks=default", "trainer.enable_progress_bar=true",
+        *SMALL_CONV, f"probes={probes}", *(["probes.every_n_steps=4"] if probes != "none" else []), "data.augment=true", "logger=csv", "callbacks=default", "trainer.enable_progress_bar=true",
         "trainer.limit_train_batches=6", "trainer.max_epochs=2", "trainer.log_every_n_steps=1000",
         "callbacks.progress_bar.refresh_rate=1000", "divergence.check_every_n_steps=1000",
     )
@@ -83,7 +85,11 @@ def test_training_steps_read_nothing_back_between_logging_steps(make_cfg, monkey
     finally:
         counter.unpatch()
     assert record["status"] == "completed", record["error"]
-    assert counter.steps_watched == 2 * 5  # steps 2..6 of both epochs
+    if probes == "none":
+        assert counter.steps_watched == 2 * 5  # steps 2..6 of both epochs
+    else:
+        assert 0 < counter.steps_watched < 2 * 5
+        assert record["probes"]["layers"]["step"] == [0, 4, 8, 11] and record["probes"]["landscape"]["step"] == [0, 4, 8]
     assert not counter.reads, f"{len(counter.reads)} host reads during training steps, first:\n{counter.reads[0]}"
 
 

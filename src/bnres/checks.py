@@ -219,7 +219,10 @@ def check_job(cfg: DictConfig, model_choice: str | None = None) -> None:
         raise ConfigError(_first_line(err)) from None
     try:
         datamodule = instantiate(cfg.data)
-    except Exception as err:  # noqa: BLE001 - the data module's own one-line checks
+        for probe in (cfg.get("probes") or {}).values():  # the mechanism probes check their own settings
+            if isinstance(probe, DictConfig) and "_target_" in probe:
+                instantiate(probe)
+    except Exception as err:  # noqa: BLE001 - the data module's and probes' own one-line checks
         cause = err.__cause__ or err
         raise ConfigError(_first_line(cause)) from None
     check_trains_something(cfg, datamodule)

@@ -105,8 +105,13 @@ class HostSyncCounter(pl.Callback):
         self._patch()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._set_active(batch_idx >= 1)  # the first step of an epoch may set things up
+        # the first step of an epoch may set things up; a mechanism probe's steps read their numbers back
+        self._set_active(batch_idx >= 1 and not measuring_step(trainer, trainer.global_step))
         self.steps_watched += int(self.active)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if measuring_step(trainer, trainer.global_step):  # the next step is a probe step: it reads (once)
+            self._set_active(False)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._set_active(False)
@@ -132,3 +137,9 @@ class HostSyncCounter(pl.Callback):
             "first_python_reads": self.reads[: self.keep_traces],
             "first_cuda_syncs": self.cuda_syncs[: self.keep_traces],
         }
+
+
+def measuring_step(trainer, step: int) -> bool:
+    """Whether a callback with a ``cadence`` (the mechanism probes, ``bnres.probes``) measures at ``step``:
+    those steps read their numbers back, once."""
+    return any(c.cadence.due(step) for c in trainer.callbacks if hasattr(c, "cadence"))

@@ -34,6 +34,7 @@ from bnres.errors import ConfigError, FolderConflict
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
 from bnres.preemption import Preemption, last_checkpoint_path
+from bnres.probes import probe_results
 from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule = instantiate(cfg.data)
         check_trains_something(cfg, datamodule)
         divergence = DivergenceMonitor(**cfg.divergence)
+        probes = [instantiate(p) for p in (cfg.get("probes") or {}).values() if isinstance(p, DictConfig) and "_target_" in p]
         datamodule.verify()
     except ConfigError:
         raise
@@ -139,7 +141,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # Lightning refuses a progress-bar callback when the bar is off: the switch wins
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     # under DDP the pre-emption decision is a collective too: at the divergence check's cadence
-    callbacks += [divergence, history, Preemption(check_every_n_steps=cfg.divergence.check_every_n_steps), ConfigFingerprint(run_fingerprint)]
+    callbacks += [
+        divergence, history, Preemption(check_every_n_steps=cfg.divergence.check_every_n_steps),
+        ConfigFingerprint(run_fingerprint), *probes,
+    ]
 
     # a resumed run continues the same W&B run (online; offline see README, "Resuming")
     wandb_id = previous.get("wandb_id") if (previous and ckpt_path) else None
@@ -279,6 +284,7 @@ def fit_and_record(
         exit_code = 1
     finally:
         record["history"] = history.history
+        record["probes"] = probe_results(trainer.callbacks)
         record["final"], record["best"] = final_and_best(history.history, test_metrics)
         record["wall_time_s"] = time.perf_counter() - start
         record["train_images_per_s"] = history.train_images_per_s()

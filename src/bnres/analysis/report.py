@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnres.analysis import mechanisms
 from bnres.analysis.plots import make_plots
 from bnres.analysis.records import load_records, records_to_histories, records_to_runs, status_counts, write_tables
 from bnres.analysis.verdicts import (
     DEFAULT_ACC_THRESHOLD,
     DEFAULT_ERROR_MARGIN,
     DEFAULT_MIN_LR_RATIO,
+    DEFAULT_RELATIVE_MARGIN,
     Verdict,
     evaluate_claims,
     verdicts_markdown,
@@ -59,12 +61,20 @@ def analyze(
     files: dict[str, Path] = {}
     files["runs_csv"], files["runs_md"] = write_tables(runs, out_dir)
     files |= make_plots(runs, histories, out_dir, acc_threshold=acc_threshold)
+    mechanism_figures = mechanisms.make_mechanism_plots(records, out_dir)
+    files |= mechanism_figures
+    mechanism_numbers = mechanisms.mechanism_numbers(records)
     claims_path = out_dir / "claims.md"
-    claims_path.write_text(verdicts_markdown(verdicts, preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin)))
+    claims_path.write_text(
+        verdicts_markdown(verdicts, preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin))
+        + "\n" + mechanisms.mechanisms_markdown(mechanism_numbers, mechanism_figures)
+    )
     files["claims_md"] = claims_path
 
     if verbose:
         print(format_verdicts(verdicts))
+        if mechanism_numbers:
+            print("\n" + mechanisms.mechanisms_summary(mechanism_numbers))
         print(f"\nwrote {', '.join(p.name for p in files.values())} to {out_dir}")
     return AnalysisResult(runs, histories, verdicts, out_dir, files)
 
@@ -85,8 +95,8 @@ def _preamble(sweeps, runs, files, acc_threshold, min_ratio, margin) -> str:
         f"- claim 1 thresholds: a run trains when it does not diverge, its final training loss is finite "
         f"and its final val accuracy is >= {acc_threshold:g}; supported when the BN/no-BN ratio of max stable "
         f"learning rates is >= {min_ratio:g}",
-        f"- claim 2 thresholds: a change in training error counts when it exceeds the seed range "
-        f"(min-max) at either compared depth and {margin:g} (absolute)",
+        f"- claim 2 thresholds: a rise in training error counts when its whole 95% bootstrap interval over "
+        f"seeds exceeds max({margin:g}, {DEFAULT_RELATIVE_MARGIN:g} x the error at the shallowest depth)",
     ]
     plots = [p.name for name, p in files.items() if p.suffix == ".png"]
     if plots:

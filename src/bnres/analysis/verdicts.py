@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bnres.record import FINISHED
@@ -40,8 +41,14 @@ DEFAULT_ACC_THRESHOLD = 0.5
 #: BN must reach this multiple of the no-BN max stable LR; 3 is one half-decade step on the
 #: usual log grid (0.01, 0.03, 0.1, ...), i.e. the smallest gap a half-decade grid can resolve
 DEFAULT_MIN_LR_RATIO = 3.0
-#: smallest change in training error (absolute) that counts as a rise, whatever the seed spread
-DEFAULT_ERROR_MARGIN = 0.02
+#: smallest change in training error (absolute) that counts as a rise, whatever the error level
+DEFAULT_ERROR_MARGIN = 0.005
+#: ... and the share of the error at the shallowest depth a rise must exceed: the bar scales with the
+#: error level (2.4% -> 3.6% is half as much error again, not "within 2 points")
+DEFAULT_RELATIVE_MARGIN = 0.25
+#: seed resamples of the bootstrap intervals (fixed generator seed: same records, same intervals)
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 #: a residual rise at most this fraction of the plain rise counts as "much smaller"
 PARTIAL_RISE_FRACTION = 0.5
 
@@ -217,7 +224,51 @@ def claim_bn_lr_for(
             )
     if len(seeds) == 1 and verdict != INCONCLUSIVE:
         reason += " Only one seed was run, so 'every seed trains' rests on a single run per LR."
+    elif len(seeds) > 1 and numbers.get("lr_ratio"):
+        boot = bootstrap_lr_ratio(subset, acc_threshold, min_ratio)
+        numbers |= boot
+        if boot.get("lr_ratio_low") is not None:
+            reason += (
+                f" Over seeds (bootstrap, {BOOTSTRAP_RESAMPLES} resamples of the {len(seeds)} seeds, max stable LRs "
+                f"recomputed on each): ratio {_fmt(boot['lr_ratio_low'])}x to {_fmt(boot['lr_ratio_high'])}x (95%), "
+                f">= {_fmt(min_ratio)}x in {100 * boot['lr_ratio_share_at_least_min']:.0f}% of resamples"
+                + (" -- with so few seeds this shows which single seeds the ratio hangs on, not a confidence interval."
+                   if len(seeds) < 4 else ".")
+            )
     return Verdict(CLAIM1_ID, verdict, reason, numbers, scope=scope, table=table)
+
+
+def bootstrap_lr_ratio(subset: pd.DataFrame, acc_threshold: float, min_ratio: float,
+                       resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
+    """Bootstrap over seeds of max stable LR(BN) / max stable LR(no BN).
+
+    Each resample draws, per setting, as many seeds as were run, with replacement, and recomputes the
+    max stable LR from those seeds' finished runs ("every drawn seed trains"). Returns the 95% interval
+    of the ratio and the share of resamples where it reaches ``min_ratio`` (None where a net never trains).
+    """
+    done = subset[subset["status"].isin(FINISHED) & subset["seed"].notna()]
+    done = done.assign(trains=run_trains(done, acc_threshold))
+    lrs = np.array(sorted(done["lr"].unique()), dtype=float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    best = {}
+    for bn in (True, False):
+        setting = done[done["bn"] == bn]
+        seeds = sorted(setting["seed"].unique())
+        # seeds x LRs: 1 trains, 0 does not, nan not run (a seed with several records must train in all)
+        grid = np.full((len(seeds), len(lrs)), np.nan)
+        for (seed, lr), at in setting.groupby(["seed", "lr"]):
+            grid[seeds.index(seed), int(np.searchsorted(lrs, lr))] = float(at["trains"].all())
+        drawn = grid[rng.integers(0, len(seeds), size=(resamples, len(seeds)))]  # resamples x seeds x LRs
+        present = ~np.isnan(drawn).all(axis=1)
+        ok = present & (np.nan_to_num(drawn, nan=1.0) == 1.0).all(axis=1)
+        best[bn] = np.where(ok.any(axis=1), np.where(ok, lrs, -np.inf).max(axis=1), np.nan)
+    ratio = best[True] / best[False]
+    ratio = ratio[np.isfinite(ratio)]
+    if not len(ratio):
+        return {"lr_ratio_low": None, "lr_ratio_high": None, "lr_ratio_share_at_least_min": None}
+    low, high = np.percentile(ratio, [2.5, 97.5])
+    return {"lr_ratio_low": float(low), "lr_ratio_high": float(high),
+            "lr_ratio_share_at_least_min": float((ratio >= min_ratio * (1 - 1e-9)).mean()) * len(ratio) / resamples}
 
 
 def _lr_outcomes(setting: pd.DataFrame, acc_threshold: float) -> pd.DataFrame:
@@ -369,7 +420,7 @@ def depth_sweep_candidates(runs: pd.DataFrame) -> list[tuple[dict[str, Any], pd.
     return [(key, group) for key, group, _ in candidates]
 
 
-def claim_residual_depth(runs: pd.DataFrame, margin: float = DEFAULT_ERROR_MARGIN) -> Verdict:
+def claim_residual_depth(runs: pd.DataFrame, margin: float = DEFAULT_ERROR_MARGIN, relative_margin: float = DEFAULT_RELATIVE_MARGIN) -> Verdict:
     """Verdict on claim 2 for the best-covered plain/residual depth comparison in ``runs``."""
     candidates = depth_sweep_candidates(runs)
     if not candidates:
@@ -379,7 +430,7 @@ def claim_residual_depth(runs: pd.DataFrame, margin: float = DEFAULT_ERROR_MARGI
             {"margin": margin},
         )
     key, group = candidates[0]
-    return claim_residual_depth_for(group, margin, scope=_depth_scope(key))
+    return claim_residual_depth_for(group, margin, scope=_depth_scope(key), relative_margin=relative_margin)
 
 
 def depth_summary(group: pd.DataFrame) -> pd.DataFrame:
@@ -403,9 +454,20 @@ def depth_summary(group: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claim_residual_depth_for(group: pd.DataFrame, margin: float = DEFAULT_ERROR_MARGIN, scope: str = "") -> Verdict:
-    """Verdict on claim 2 for one plain/residual comparison (matched setting, several depths)."""
-    numbers: dict[str, Any] = {"margin": margin}
+def claim_residual_depth_for(
+    group: pd.DataFrame,
+    margin: float = DEFAULT_ERROR_MARGIN,
+    scope: str = "",
+    relative_margin: float = DEFAULT_RELATIVE_MARGIN,
+) -> Verdict:
+    """Verdict on claim 2 for one plain/residual comparison (matched setting, several depths).
+
+    Per family, the rise of the mean final training error from the shallowest to the deepest depth, with a
+    95% bootstrap interval over seeds. The rise is real when the whole interval lies above the tolerance
+    ``max(margin, relative_margin x error at the shallowest depth)``, absent when it lies at or below it,
+    and unsettled when it straddles it.
+    """
+    numbers: dict[str, Any] = {"margin": margin, "relative_margin": relative_margin}
     summary = depth_summary(group)
     table = summary.to_dict("records")
 
@@ -426,28 +488,42 @@ def claim_residual_depth_for(group: pd.DataFrame, margin: float = DEFAULT_ERROR_
 
     shallow, deep = depths[0], depths[-1]
     numbers |= {"shallowest_depth": shallow, "deepest_depth": deep}
-    rise, tolerance = {}, {}
+    errors = _seed_errors(group)
+    rise, tolerance, interval, state = {}, {}, {}, {}
     for name, fam in (("plain", plain), ("residual", residual)):
         numbers[f"{name}_error_at_{shallow}"] = fam.at[shallow, "mean_train_error"]
         numbers[f"{name}_error_at_{deep}"] = fam.at[deep, "mean_train_error"]
         rise[name] = fam.at[deep, "mean_train_error"] - fam.at[shallow, "mean_train_error"]
-        spread = max(_nan_to(fam.at[shallow, "spread"], 0.0), _nan_to(fam.at[deep, "spread"], 0.0))
-        tolerance[name] = max(spread, margin)
-        numbers[f"{name}_error_rise"] = rise[name]
-        numbers[f"{name}_tolerance"] = tolerance[name]
+        interval[name] = bootstrap_mean_difference(errors[name == "residual", shallow], errors[name == "residual", deep])
+        # the bar scales with the error level: a 1-point rise means little at 40% error, a lot at 2%
+        tolerance[name] = max(margin, relative_margin * fam.at[shallow, "mean_train_error"])
+        low, high = interval[name]
+        state[name] = "rises" if low > tolerance[name] else "holds" if high <= tolerance[name] else "unsettled"
+        numbers |= {f"{name}_error_rise": rise[name], f"{name}_rise_low": low, f"{name}_rise_high": high,
+                    f"{name}_tolerance": tolerance[name]}
     plain_deep, residual_deep = plain.at[deep, "mean_train_error"], residual.at[deep, "mean_train_error"]
     numbers["error_ratio_plain_over_residual_at_deepest"] = plain_deep / residual_deep if residual_deep > 0 else math.inf
-    deep_gap = plain_deep - residual_deep
-    deep_tolerance = max(_nan_to(plain.at[deep, "spread"], 0.0), _nan_to(residual.at[deep, "spread"], 0.0), margin)
-    residual_better_deep = deep_gap > deep_tolerance
+    deep_low, _ = bootstrap_mean_difference(errors[True, deep], errors[False, deep])  # plain minus residual
+    residual_better_deep = deep_low > max(margin, relative_margin * residual_deep)
+    if rise["residual"] > 0:
+        numbers["rise_ratio_plain_over_residual"] = rise["plain"] / rise["residual"]
 
-    plain_text = f"plain error {_pct(plain.at[shallow, 'mean_train_error'])} at depth {shallow} -> {_pct(plain_deep)} at depth {deep} (rise {_pct(rise['plain'])}, tolerance {_pct(tolerance['plain'])})"
-    residual_text = f"residual error {_pct(residual.at[shallow, 'mean_train_error'])} -> {_pct(residual_deep)} (rise {_pct(rise['residual'])}, tolerance {_pct(tolerance['residual'])})"
-    deep_text = (
-        f"at depth {deep} residual {_pct(residual_deep)} vs plain {_pct(plain_deep)} training error"
-        + (f" ({_fmt(numbers['error_ratio_plain_over_residual_at_deepest'])}x lower)" if residual_better_deep else " (no clear difference)" if abs(deep_gap) <= deep_tolerance else " (residual worse)")
+    def family_text(name: str, fam: pd.DataFrame) -> str:
+        low, high = interval[name]
+        return (f"{name} nets' training error {'rises' if rise[name] >= 0 else 'falls'} by {_points(abs(rise[name]))} "
+                f"[{_points(low, signed=True)}, {_points(high, signed=True)}] ({_pct(fam.at[shallow, 'mean_train_error'])} -> "
+                f"{_pct(fam.at[deep, 'mean_train_error'])}; tolerance {_points(tolerance[name])})")
+
+    comparison = ""
+    if rise["plain"] > 0 and rise["residual"] > 0:
+        comparison = f": {_times(rise['plain'] / rise['residual'])}x less for residual nets"
+    elif rise["plain"] > 0:
+        comparison = ": residual nets do not get worse at all"
+    facts = (
+        f"from depth {shallow} to {deep}, {family_text('plain', plain)}; {family_text('residual', residual)}{comparison}. "
+        f"At depth {deep}: residual {_pct(residual_deep)} vs plain {_pct(plain_deep)}"
+        + (f" ({_times(numbers['error_ratio_plain_over_residual_at_deepest'])}x lower)." if residual_better_deep else ".")
     )
-    facts = f"{plain_text}; {residual_text}; {deep_text}."
     diverged = int(summary["diverged"].sum())
     if diverged:
         facts += f" {diverged} diverged run(s) are left out of the means."
@@ -456,23 +532,47 @@ def claim_residual_depth_for(group: pd.DataFrame, margin: float = DEFAULT_ERROR_
     numbers["min_seeds_per_depth"] = min_seeds
     if min_seeds < 2:
         return verdict(INCONCLUSIVE, f"seed-to-seed spread unknown (only {min_seeds} seed at some compared depth), so no rise can be called real. Observed: {facts}")
+    facts += (f" Brackets: 95% bootstrap interval of the rise over seeds ({min_seeds} or more per depth"
+              + ("; with so few seeds it is little more than the range of the seed means" if min_seeds < 4 else "")
+              + f"). A rise counts when its whole interval exceeds the tolerance, max({_points(margin)}, "
+              f"{relative_margin:g} x the error at depth {shallow}).")
 
-    plain_degrades = rise["plain"] > tolerance["plain"]
-    residual_holds = rise["residual"] <= tolerance["residual"]
-    numbers |= {"plain_degrades": bool(plain_degrades), "residual_holds": bool(residual_holds), "residual_better_at_deepest": bool(residual_better_deep)}
-    if plain_degrades and residual_holds:
-        return verdict(SUPPORTED, f"plain nets degrade with depth while residual nets do not: {facts}")
-    if plain_degrades and rise["residual"] <= PARTIAL_RISE_FRACTION * rise["plain"] and residual_better_deep:
-        return verdict(
-            INCONCLUSIVE,
-            "partially supported. Degradation of plain nets: supported. Residual nets avoiding it "
-            f"(no rise with depth): not shown at this budget -- their error also rises, though by at most "
-            f"{PARTIAL_RISE_FRACTION:g}x the plain rise, which is what nets that have not yet converged look like; "
-            f"train longer to tell. {facts}",
-        )
-    if not plain_degrades:
+    numbers |= {"plain_degrades": state["plain"] == "rises", "residual_holds": state["residual"] == "holds",
+                "residual_better_at_deepest": bool(residual_better_deep)}
+    if state["plain"] == "rises" and state["residual"] == "holds":
+        return verdict(SUPPORTED, f"plain nets degrade with depth, residual nets do not: {facts}")
+    if state["plain"] == "rises" and rise["residual"] <= PARTIAL_RISE_FRACTION * rise["plain"] and residual_better_deep:
+        residual_part = ("not shown at this budget -- their error also rises, though by at most "
+                         f"{PARTIAL_RISE_FRACTION:g}x the plain rise, which is what nets that have not yet converged look like; train longer to tell"
+                         if state["residual"] == "rises" else
+                         "not settled -- the interval of their rise straddles the tolerance; more seeds would tell")
+        return verdict(INCONCLUSIVE, f"partially supported. Degradation of plain nets: supported. Residual nets avoiding it (no rise with depth): {residual_part}. {facts[0].upper()}{facts[1:]}")
+    if state["plain"] == "unsettled":
+        return verdict(INCONCLUSIVE, f"whether plain nets degrade is not settled: the interval of their rise straddles the tolerance; more seeds would tell. {facts[0].upper()}{facts[1:]}")
+    if state["plain"] == "holds":
         return verdict(NOT_SUPPORTED, f"plain nets do not degrade with depth here, so these depths/budget show no problem for residual connections to fix: {facts}")
     return verdict(NOT_SUPPORTED, f"residual nets degrade with depth about as much as plain nets: {facts}")
+
+
+def _seed_errors(group: pd.DataFrame) -> dict[tuple[bool, int], list[float]]:
+    """(residual, depth) -> final training errors of the completed runs, one per seed."""
+    usable = group[(group["status"] == "completed") & group["train_error"].notna()]
+    errors: dict[tuple[bool, int], list[float]] = {}
+    for (residual, depth), at in usable.groupby(["residual", "depth"]):
+        errors[bool(residual), int(depth)] = [float(e) for e in at["train_error"]]
+    return errors
+
+
+def bootstrap_mean_difference(a: list[float], b: list[float], resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of mean(b) - mean(a), resampling each list's seeds with replacement.
+
+    A fixed generator: the same records always give the same interval.
+    """
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    a_means = rng.choice(np.asarray(a, dtype=float), size=(resamples, len(a))).mean(axis=1)
+    b_means = rng.choice(np.asarray(b, dtype=float), size=(resamples, len(b))).mean(axis=1)
+    low, high = np.percentile(b_means - a_means, [2.5, 97.5])
+    return float(low), float(high)
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,6 +683,18 @@ def _fmt(value: Any) -> str:
             return "n/a"
         return f"{value:.4g}"
     return str(value)
+
+
+def _times(ratio: float) -> str:
+    """A ratio to two significant digits (``6.1``, ``20``, ``140``)."""
+    return "n/a" if ratio is None or math.isnan(ratio) else f"{ratio:.2g}" if ratio < 100 else f"{ratio:.0f}"
+
+
+def _points(value: float, signed: bool = False) -> str:
+    """An error difference in percentage points: ``1.3 points``, or ``+1.3`` with ``signed``."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f} points"
 
 
 def _pct(value: float) -> str:

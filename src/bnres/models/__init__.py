@@ -5,7 +5,7 @@ Builders (the Hydra ``conf/model/*.yaml`` targets) share the keyword arguments `
 """
 
 from ._checks import ACTIVATIONS, BN_IMPLS, BN_PLACEMENTS, STEMS
-from .batchnorm import NORM_TYPES, ScratchBatchNorm1d, ScratchBatchNorm2d, make_norm
+from .batchnorm import NORM_TYPES, BNPosition, ScratchBatchNorm1d, ScratchBatchNorm2d, make_norm
 from .lenet import LeNet
 from .mlp import MLP
 from .resnet import BasicBlock, PreActBlock, ResNet, ZeroPadShortcut
@@ -32,6 +32,7 @@ __all__ = [
     "BUILDERS",
     "MODEL_NAMES",
     "NORM_TYPES",
+    "BNPosition",
     "STEMS",
     "BasicBlock",
     "LeNet",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .batchnorm import make_norm
+from .batchnorm import BNPosition, make_norm
 
 
 def make_activation(name: str) -> nn.Module:
@@ -14,13 +14,14 @@ def make_activation(name: str) -> nn.Module:
 def norm_and_act(
     index: int, width: int, dim: int, act: str, *, bn: bool, bn_placement: str, bn_impl: str, bn_momentum, bn_eps
 ) -> list[tuple[str, nn.Module]]:
-    """The (name, module) pairs that follow layer ``index``: [bn, act] or [act, bn], or just [act] without BN.
+    """The (name, module) pairs that follow layer ``index``: [bn, act] or [act, bn]; without BN
+    [position, act], where the position is a :class:`BNPosition` identity named like the BN layer.
 
     Names are ``bn{index}``/``act{index}`` so state_dict keys do not depend on the placement.
     """
     a = (f"act{index}", make_activation(act))
     if not bn:
-        return [a]
+        return [(f"bn{index}", BNPosition()), a]
     b = (f"bn{index}", make_norm(width, dim, bn_impl, bn_momentum, bn_eps))
     return [b, a] if bn_placement == "before_activation" else [a, b]
 

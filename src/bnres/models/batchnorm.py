@@ -23,7 +23,7 @@ from torch import nn
 
 from ._checks import check_choice, check_int
 
-__all__ = ["ScratchBatchNorm1d", "ScratchBatchNorm2d", "NORM_TYPES", "make_norm"]
+__all__ = ["ScratchBatchNorm1d", "ScratchBatchNorm2d", "NORM_TYPES", "BNPosition", "make_norm"]
 
 
 class _ScratchBatchNorm(nn.Module):
@@ -143,6 +143,15 @@ class ScratchBatchNorm2d(_ScratchBatchNorm):
 
 # Everything that counts as a BN layer (for init, weight-decay exclusion, analysis hooks).
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, _ScratchBatchNorm)
+
+
+class BNPosition(nn.Identity):
+    """Where a BN layer sits when ``bn=True``, in a network built with ``bn=False``: an identity.
+
+    It has no parameters or buffers (state_dict keys are unchanged) and carries the BN layer's name
+    (``bn1``, ``layer1.0.bn2``, ...), so probes (``bnres.probes``) measure BN and no-BN networks at the
+    same positions.
+    """
 
 _NORMS = {
     ("torch", 1): nn.BatchNorm1d,

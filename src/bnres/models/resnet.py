@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import STEMS, check_bn_args, check_bool, check_choice, check_int
-from .batchnorm import NORM_TYPES, make_norm
+from .batchnorm import NORM_TYPES, BNPosition, make_norm
 
 NormFn = Callable[[int], nn.Module]
 SHORTCUT_TYPES = ("A", "B")
@@ -71,7 +71,7 @@ class BasicBlock(nn.Module):
     """Two 3x3 convs with BN before (``before_activation``) or after (``after_activation``) each ReLU.
 
     ``shortcut=False`` drops the addition (plain block); ``downsample`` maps the input to the output's
-    shape where they differ (None = identity). ``norm`` builds a BN layer (or ``nn.Identity`` without BN).
+    shape where they differ (None = identity). ``norm`` builds a BN layer (or a ``BNPosition`` identity without BN).
     """
 
     def __init__(
@@ -218,8 +218,8 @@ class ResNet(nn.Module):
         self._init_weights()
 
     def _norm(self, c: int) -> nn.Module:
-        """A BN2d layer over ``c`` channels, or ``nn.Identity`` without BN (a method, so the net pickles)."""
-        return make_norm(c, 2, *self._bn_args) if self.bn else nn.Identity()
+        """A BN2d layer over ``c`` channels, or a :class:`BNPosition` identity without BN (a method, so the net pickles)."""
+        return make_norm(c, 2, *self._bn_args) if self.bn else BNPosition()
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         preact = self.layout == "pre_activation"
