@@ -207,6 +207,14 @@ class _Parser(LightningArgumentParser):
         # nested parsers (exit_on_error false) raise into their parent: only the one that exits shortens
         return super().error(_one_line_parse_error(message) if self.exit_on_error else message, ex)
 
+    def format_help(self) -> str:
+        help_text = super().format_help()
+        if "Customize every aspect of training" not in help_text:  # not a subcommand's option list
+            return help_text
+        from bnres.cli_help import shorten
+
+        return shorten(help_text, self.prog.replace(" [options]", ""), self.format_usage())
+
     def format_usage(self) -> str:
         usage = super().format_usage()
         if usage.count("\n") <= 4:
