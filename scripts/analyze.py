@@ -4,7 +4,9 @@
     python scripts/analyze.py multirun/lr_sweep multirun/depth_sweep --out claims_out
 
 Writes runs.csv, runs.md, lr_sweep.png, depth.png, depth_curves.png, placement.png (those whose
-data is present) and claims.md to --out (default: <first sweep>/analysis) and prints the verdicts.
+data is present) and claims.md to --out (default: <first sweep>/analysis), prints the verdicts and
+what the runs show, and writes the analysis as a new W&B run (job_type=analysis, offline unless
+--online) into the W&B group of the analysed runs, under <out>/wandb/.
 """
 
 from __future__ import annotations
@@ -31,19 +33,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--margin", type=float, default=analysis.DEFAULT_ERROR_MARGIN,
                         help="claim 2: smallest change in training error (absolute) that counts as a rise (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="do not print the verdicts")
+    add_wandb_args(parser)
     return parser.parse_args(argv)
+
+
+def add_wandb_args(parser: argparse.ArgumentParser) -> None:
+    """The analysis-run options (shared with scripts/reproduce.py)."""
+    group = parser.add_argument_group("the analysis run in W&B")
+    group.add_argument("--no-wandb", action="store_true", help="do not write the analysis as a W&B run")
+    group.add_argument("--online", action="store_true", help="log the analysis run online (default: offline, or $WANDB_MODE)")
+    group.add_argument("--wandb-group", default=None, help="W&B group of the analysis run (default: the analysed runs' group)")
+    group.add_argument("--wandb-project", default=None, help="W&B project (default: the analysed runs' project, else bnres)")
+    group.add_argument("--wandb-entity", default=None, help="W&B entity (default: yours)")
+
+
+def log_wandb(result, args: argparse.Namespace, config: dict | None = None) -> None:
+    """Write the analysis run and say where it went."""
+    if args.no_wandb:
+        return
+    from bnres.analysis.wandb_run import log_analysis_run
+
+    run = log_analysis_run(result, online=args.online, group=args.wandb_group, project=args.wandb_project,
+                           entity=args.wandb_entity, config=config)
+    if run is None:
+        print("analysis run: not written (WANDB_MODE=disabled)")
+    elif run.mode == "online":
+        print(f"analysis run: '{run.name}' in group {run.group}: {run.url}")
+    else:
+        print(f"analysis run: '{run.name}' in group {run.group} (offline): {run.run_dir}\n"
+              f"  upload with: wandb sync {run.run_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        analysis.analyze(
+        result = analysis.analyze(
             args.sweep_dirs, out_dir=args.out, acc_threshold=args.acc_threshold,
             min_ratio=args.min_ratio, margin=args.margin, verbose=not args.quiet,
         )
     except analysis.NoResultsError as exc:
         print(f"analyze.py: error: {exc}", file=sys.stderr)
         return 2
+    log_wandb(result, args, config={"sweep_dirs": [str(d) for d in args.sweep_dirs], "acc_threshold": args.acc_threshold,
+                                    "min_ratio": args.min_ratio, "margin": args.margin})
     return 0
 
 
