@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -234,7 +235,7 @@ def _cells(done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
 
 def _marginal(done: pd.DataFrame, cells: pd.DataFrame, factor: str) -> pd.DataFrame:
     rows = []
-    for value, at_value in done.groupby(factor, dropna=False, sort=True):
+    for value, at_value in sorted(done.groupby(factor, dropna=False), key=lambda kv: _order(kv[0])):
         in_cells = cells[cells[factor].astype(str) == str(value)]
         row: dict[str, Any] = {"value": value, "runs": len(at_value), "diverged": int((at_value["status"] == "diverged").sum())}
         for metric in METRICS:
@@ -281,7 +282,7 @@ def _cell(row: pd.Series, metric: str) -> str:
 
 
 def _value(factor: str, value: Any) -> str:
-    if isinstance(value, bool) or factor in ("bn", "shortcut"):
+    if isinstance(value, (bool, np.bool_)) or factor in ("bn", "shortcut"):
         return str(bool(value)).lower() if not _isnan(value) else "n/a"
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:g}"
@@ -290,9 +291,9 @@ def _value(factor: str, value: Any) -> str:
 
 def _order(value: Any) -> tuple:
     # true before false (BN / shortcut first), numbers ascending, names alphabetically
-    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return (0, -int(value), "")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, np.number)):
         return (1, float(value), "")
     return (2, 0.0, str(value))
 
