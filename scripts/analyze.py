@@ -20,6 +20,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import bnres.analysis as analysis
+from bnres.analysis.wandb_run import add_wandb_args, log_analysis_run_from_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,33 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def add_wandb_args(parser: argparse.ArgumentParser) -> None:
-    """The analysis-run options (shared with scripts/reproduce.py)."""
-    group = parser.add_argument_group("the analysis run in W&B")
-    group.add_argument("--no-wandb", action="store_true", help="do not write the analysis as a W&B run")
-    group.add_argument("--online", action="store_true", help="log the analysis run online (default: offline, or $WANDB_MODE)")
-    group.add_argument("--wandb-group", default=None, help="W&B group of the analysis run (default: the analysed runs' group)")
-    group.add_argument("--wandb-project", default=None, help="W&B project (default: the analysed runs' project, else bnres)")
-    group.add_argument("--wandb-entity", default=None, help="W&B entity (default: yours)")
-
-
-def log_wandb(result, args: argparse.Namespace, config: dict | None = None) -> None:
-    """Write the analysis run and say where it went."""
-    if args.no_wandb:
-        return
-    from bnres.analysis.wandb_run import log_analysis_run
-
-    run = log_analysis_run(result, online=args.online, group=args.wandb_group, project=args.wandb_project,
-                           entity=args.wandb_entity, config=config)
-    if run is None:
-        print("analysis run: not written (WANDB_MODE=disabled)")
-    elif run.mode == "online":
-        print(f"analysis run: '{run.name}' in group {run.group}: {run.url}")
-    else:
-        print(f"analysis run: '{run.name}' in group {run.group} (offline): {run.run_dir}\n"
-              f"  upload with: wandb sync {run.run_dir}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -74,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except analysis.NoResultsError as exc:
         print(f"analyze.py: error: {exc}", file=sys.stderr)
         return 2
-    log_wandb(result, args, config={"sweep_dirs": [str(d) for d in args.sweep_dirs], "acc_threshold": args.acc_threshold,
+    log_analysis_run_from_args(result, args, config={"sweep_dirs": [str(d) for d in args.sweep_dirs], "acc_threshold": args.acc_threshold,
                                     "min_ratio": args.min_ratio, "margin": args.margin})
     return 0
 

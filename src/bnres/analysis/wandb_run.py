@@ -17,6 +17,7 @@ Every call is a new run, named ``analysis <date> <time>``: an earlier analysis s
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -130,6 +131,31 @@ def log_analysis_run(
         raise
     wandb.finish()
     return info
+
+
+def add_wandb_args(parser: argparse.ArgumentParser) -> None:
+    """The analysis-run options of scripts/analyze.py and scripts/reproduce.py."""
+    group = parser.add_argument_group("the analysis run in W&B")
+    group.add_argument("--no-wandb", action="store_true", help="do not write the analysis as a W&B run")
+    group.add_argument("--online", action="store_true", help="log the analysis run online (default: offline, or $WANDB_MODE)")
+    group.add_argument("--wandb-group", default=None, help="W&B group of the analysis run (default: the analysed runs' group)")
+    group.add_argument("--wandb-project", default=None, help="W&B project (default: the analysed runs' project, else bnres)")
+    group.add_argument("--wandb-entity", default=None, help="W&B entity (default: yours)")
+
+
+def log_analysis_run_from_args(result: Any, args: argparse.Namespace, config: dict[str, Any] | None = None) -> None:
+    """Write the analysis run and say where it went."""
+    if args.no_wandb:
+        return
+    run = log_analysis_run(result, online=args.online, group=args.wandb_group, project=args.wandb_project,
+                           entity=args.wandb_entity, config=config)
+    if run is None:
+        print("analysis run: not written (WANDB_MODE=disabled)")
+    elif run.mode == "online":
+        print(f"analysis run: '{run.name}' in group {run.group}: {run.url}")
+    else:
+        print(f"analysis run: '{run.name}' in group {run.group} (offline): {run.run_dir}\n"
+              f"  upload with: wandb sync {run.run_dir}")
 
 
 # --------------------------------------------------------------------------------------------
