@@ -49,6 +49,7 @@ class FactorSummary:
     marginals: dict[str, pd.DataFrame] = field(default_factory=dict)  # factor -> one row per value
     effects: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # factor -> metric -> numbers
     cross: list[tuple[str, str, str, pd.DataFrame]] = field(default_factory=list)  # (rows, columns, metric, table)
+    runs_frame: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # the finished runs summarised
 
     @property
     def factor_names(self) -> list[str]:
@@ -168,7 +169,7 @@ def summarize_sweep(runs: pd.DataFrame, sweep: str = "") -> FactorSummary:
     for metric in METRICS:  # non-finite finals (a blown-up loss) are not numbers to average
         done[metric] = done[metric].where(done[metric].map(lambda v: isinstance(v, float) and math.isfinite(v)))
     factors = swept_factors(runs)
-    summary = FactorSummary(sweep, len(done), len(runs) - len(done), factors, _cells(done, factors))
+    summary = FactorSummary(sweep, len(done), len(runs) - len(done), factors, _cells(done, factors), runs_frame=done)
     for factor in factors:
         summary.marginals[factor] = _marginal(done, summary.cells, factor)
         summary.effects[factor] = {
@@ -318,3 +319,77 @@ def _range(series: pd.Series) -> float:
 def _max(series: pd.Series) -> float:
     values = series.dropna()
     return float(values.max()) if len(values) else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# the figure
+
+
+def plot_factors(summary: FactorSummary):
+    """Final val accuracy and training loss per setting of a sweep's factors (bars = mean over
+    seeds, whiskers = min-max, dots = seeds); ``None`` when no factor varies.
+
+    The first factor is the x axis; a second one, the bars at each x (further factors are
+    averaged over, as in the cross table).
+    """
+    if not summary.factors:
+        return None
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    if summary.cross:
+        rows, cols = summary.cross[0][0], summary.cross[0][1]
+    else:
+        rows, cols = summary.factors[0], None
+    cells = summary.cells
+    x_values = sorted(cells[rows].dropna().unique(), key=_order)
+    bar_values = sorted(cells[cols].dropna().unique(), key=_order) if cols else [None]
+    width = 0.8 / len(bar_values)
+    colors = colormaps["tab10"](np.arange(len(bar_values)))
+    fig = Figure(figsize=(max(8.0, 1.6 * len(x_values) * len(bar_values) + 3), 4.6))
+    axes = fig.subplots(1, len(METRICS), squeeze=False)[0]
+    done = summary.runs_frame
+    for ax, (metric, label) in zip(axes, METRICS.items()):
+        for j, bar in enumerate(bar_values):
+            for i, x_value in enumerate(x_values):
+                at = done[(done[rows] == x_value) & ((done[cols] == bar) if cols else True)]
+                values = at[metric].dropna()
+                x = i + (j - (len(bar_values) - 1) / 2) * width
+                if len(values):
+                    mean = values.mean()
+                    ax.bar(x, mean, width * 0.9, color=colors[j], alpha=0.85, edgecolor="k", lw=0.5,
+                           yerr=[[mean - values.min()], [values.max() - mean]], capsize=3,
+                           label=f"{factor_name(cols)}={_value(cols, bar)}" if cols and i == 0 else None)
+                    ax.scatter(np.full(len(values), x), values, color="k", s=10, zorder=3)
+                    ax.annotate(_num(mean), (x, values.max()), xytext=(0, 3), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=8)
+                diverged = int((at["status"] == "diverged").sum())
+                if diverged:
+                    ax.annotate(f"{diverged}x diverged", (x, 0), xytext=(0, 3), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=7, color="red")
+        ax.set_xticks(range(len(x_values)))
+        ax.set_xticklabels([f"{factor_name(rows)}={_value(rows, v)}" for v in x_values])
+        ax.set_ylabel(label)
+        ax.set_ylim(0, max(1.12 if metric == "final_val_acc" else 0.0, ax.get_ylim()[1] * 1.15))
+        ax.grid(True, axis="y", alpha=0.3)
+        if cols:
+            ax.legend(fontsize=9)
+    fig.suptitle(f"What the runs show -- {summary.sweep}  (bars = mean over seeds, whiskers = min-max, dots = seeds)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def save_factor_plots(summaries: list[FactorSummary], out_dir, dpi: int = 120) -> dict:
+    """Save one ``factors*.png`` per sweep with a factor; returns ``{name: path}``."""
+    from pathlib import Path
+
+    written = {}
+    for summary in summaries:
+        fig = plot_factors(summary)
+        if fig is None:
+            continue
+        name = "factors" if len(summaries) == 1 else "factors_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in summary.sweep)
+        path = Path(out_dir) / f"{name}.png"
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        written[name] = path
+    return written

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnres.analysis.factors import FactorSummary, factors_markdown, summarize_factors
+from bnres.analysis.factors import FactorSummary, factors_markdown, save_factor_plots, summarize_factors
 from bnres.analysis.plots import make_plots
 from bnres.analysis.records import load_records, records_to_histories, records_to_runs, status_counts, write_tables
 from bnres.analysis.verdicts import (
@@ -68,6 +68,7 @@ def analyze(
     files: dict[str, Path] = {}
     files["runs_csv"], files["runs_md"] = write_tables(runs, out_dir)
     files |= make_plots(runs, histories, out_dir, acc_threshold=acc_threshold)
+    files |= save_factor_plots(factors, out_dir)
     claims_path = out_dir / "claims.md"
     claims_path.write_text(
         verdicts_markdown([v for v in verdicts if applies.get(v.claim, True)], preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin))
