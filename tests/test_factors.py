@@ -96,3 +96,19 @@ def test_one_setting_and_nested_sweeps(tmp_path):
     assert set(summaries) == {"all/a", "all/b"}  # each nested sweep folder on its own
     assert summaries["all/a"].factors == [] and "all runs share one setting" in summaries["all/a"].to_text()
     assert summaries["all/b"].factors == ["lr"]
+
+
+def test_any_swept_override_is_a_factor(tmp_path):
+    records = []
+    for optimizer, acc in (("sgd", 0.9), ("adam", 0.8)):
+        for momentum in ("0.1", "0.01"):
+            for seed in (0, 1):
+                record = trained(seed=seed, acc=acc)
+                record["overrides"] += [f"optimizer={optimizer}", f"bn_momentum={momentum}", "trainer.limit_train_batches=3"]
+                records.append(record)
+    [summary] = summarize_factors(load_runs(write_sweep(tmp_path / "s", records)))
+    assert summary.factor_names == ["bn_momentum", "optimizer"]  # seeds and fixed overrides are not factors
+    marg = summary.marginals["override:optimizer"].set_index("value")
+    assert marg.loc["sgd", "final_val_acc_mean"] == pytest.approx(0.9) and marg.loc["adam", "final_val_acc_mean"] == pytest.approx(0.8)
+    assert list(summary.cross[0][3].columns) == ["bn_momentum \\ optimizer", "optimizer=adam", "optimizer=sgd"]
+    assert summary.cross[0][3].iloc[0, 0] == "0.01"  # numeric override values in numeric order

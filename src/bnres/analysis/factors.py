@@ -35,6 +35,11 @@ METRICS = {"final_val_acc": "final val acc", "final_train_loss": "final train lo
 #: knobs that can be factors, in display order (rows of a cross table come before its columns)
 KNOBS = ["data", "model_name", "shortcut", "depth", "bn", "bn_label", "bn_impl", "lr", "max_epochs"]
 FACTOR_NAMES = {"model_name": "model", "bn_label": "BN", "max_epochs": "epochs"}
+#: overrides that are one of the KNOBS columns already (or replicates / where a run is written, not what it is)
+OVERRIDE_KNOBS = {"model", "bn", "bn_placement", "bn_variant", "bn_impl", "lr", "depth", "data", "trainer.max_epochs"}
+OVERRIDE_SKIP = ("seed", "experiment", "fresh", "hydra", "paths.", "logger", "callbacks", "packing.", "ckpt_path")
+#: prefix of the run-table columns made from other swept overrides (``-m optimizer=sgd,adam``)
+OVERRIDE_PREFIX = "override:"
 
 
 @dataclass
@@ -133,15 +138,37 @@ class FactorSummary:
 
 
 def factor_name(column: str) -> str:
-    return FACTOR_NAMES.get(column, column)
+    return FACTOR_NAMES.get(column, column.removeprefix(OVERRIDE_PREFIX))
+
+
+def with_override_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus one ``override:KEY`` column per other override key whose value differs between
+    runs (``optimizer``, ``bn_momentum``, ``data.batch_size``, ...), so any swept knob is a factor."""
+    parsed = runs["overrides"].fillna("").map(
+        lambda text: dict(o.split("=", 1) for o in str(text).split() if "=" in o))
+    keys = sorted({k for d in parsed for k in d})
+    extra = {}
+    for key in keys:
+        bare = key.lstrip("+~")
+        if bare in OVERRIDE_KNOBS or bare.startswith(OVERRIDE_SKIP):
+            continue
+        values = parsed.map(lambda d, k=key: d.get(k))
+        if values.astype(str).nunique() > 1:
+            extra[OVERRIDE_PREFIX + bare] = values
+    return runs.assign(**extra) if extra else runs
+
+
+def _display_order(column: str) -> int:
+    return KNOBS.index(column) if column in KNOBS else len(KNOBS)
 
 
 def swept_factors(runs: pd.DataFrame) -> list[str]:
     """The run-table columns whose values differ between the finished runs (see the module docstring)."""
-    done = runs[runs["status"].isin(FINISHED)]
+    done = with_override_columns(runs[runs["status"].isin(FINISHED)])
     if done.empty:
         return []
-    varies = {k for k in KNOBS if k in done and done[k].astype(str).nunique() > 1}
+    candidates = KNOBS + sorted(c for c in done.columns if c.startswith(OVERRIDE_PREFIX))
+    varies = {k for k in candidates if k in done and done[k].astype(str).nunique() > 1}
     # BN: placements (with "no BN" as one of them) when they differ, else on/off
     if "bn_label" in varies and done.loc[done["bn"], "bn_placement"].astype(str).nunique() <= 1 and "bn" in varies:
         varies.discard("bn_label")
@@ -154,7 +181,7 @@ def swept_factors(runs: pd.DataFrame) -> list[str]:
             varies.discard("shortcut")
             if "depth" in varies and _determined_by(done, "depth", "model_name"):
                 varies.discard("depth")
-    return [k for k in KNOBS if k in varies]
+    return [k for k in candidates if k in varies]
 
 
 def summarize_factors(runs: pd.DataFrame) -> list[FactorSummary]:
@@ -165,7 +192,7 @@ def summarize_factors(runs: pd.DataFrame) -> list[FactorSummary]:
 
 
 def summarize_sweep(runs: pd.DataFrame, sweep: str = "") -> FactorSummary:
-    done = runs[runs["status"].isin(FINISHED)].copy()
+    done = with_override_columns(runs[runs["status"].isin(FINISHED)]).copy()
     for metric in METRICS:  # non-finite finals (a blown-up loss) are not numbers to average
         done[metric] = done[metric].where(done[metric].map(lambda v: isinstance(v, float) and math.isfinite(v)))
     factors = swept_factors(runs)
@@ -184,7 +211,7 @@ def summarize_sweep(runs: pd.DataFrame, sweep: str = "") -> FactorSummary:
             rows, cols = factors
         else:  # the two factors with the largest effect on val accuracy, in display order
             ranked = sorted(factors, key=lambda f: -_nan_to(summary.effects[f]["final_val_acc"]["effect"], -1.0))[:2]
-            rows, cols = sorted(ranked, key=KNOBS.index)
+            rows, cols = sorted(ranked, key=_display_order)
         for metric in METRICS:
             summary.cross.append((rows, cols, metric, _cross_table(done, rows, cols, metric)))
     return summary
@@ -296,7 +323,10 @@ def _order(value: Any) -> tuple:
         return (0, -int(value), "")
     if isinstance(value, (int, float, np.number)):
         return (1, float(value), "")
-    return (2, 0.0, str(value))
+    try:  # override values are strings: "0.9" before "0.99"
+        return (1, float(value), "")
+    except (TypeError, ValueError):
+        return (2, 0.0, str(value))
 
 
 def _num(value: float) -> str:
