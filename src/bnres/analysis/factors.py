@@ -15,7 +15,7 @@ runs do say. Per sweep folder:
   read against the noise;
 * for two factors, the cross table of both (for the user's command: shortcut x BN).
 
-Diverged runs have no final metrics: they are counted, and left out of the means.
+Diverged runs are counted, and left out of the means (their last numbers are from before the blow-up).
 """
 
 from __future__ import annotations
@@ -193,8 +193,9 @@ def summarize_factors(runs: pd.DataFrame) -> list[FactorSummary]:
 
 def summarize_sweep(runs: pd.DataFrame, sweep: str = "") -> FactorSummary:
     done = with_override_columns(runs[runs["status"].isin(FINISHED)]).copy()
-    for metric in METRICS:  # non-finite finals (a blown-up loss) are not numbers to average
-        done[metric] = done[metric].where(done[metric].map(lambda v: isinstance(v, float) and math.isfinite(v)))
+    for metric in METRICS:  # a diverged run's last numbers, or non-finite ones, are not numbers to average
+        keep = done[metric].map(lambda v: isinstance(v, float) and math.isfinite(v)) & (done["status"] != "diverged")
+        done[metric] = done[metric].where(keep)
     factors = swept_factors(runs)
     summary = FactorSummary(sweep, len(done), len(runs) - len(done), factors, _cells(done, factors), runs_frame=done)
     for factor in factors:
