@@ -60,6 +60,7 @@ def analyze(
     sweep_paths = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
     out_dir = Path(out_dir) if out_dir is not None else sweep_paths[0] / DEFAULT_OUT_SUBDIR
     records = load_records(sweep_paths)
+    replacing = (out_dir / "claims.md").exists()  # said out loud below: an earlier analysis's files are rewritten
     runs, histories = records_to_runs(records), records_to_histories(records)
     verdicts = evaluate_claims(runs, acc_threshold=acc_threshold, min_ratio=min_ratio, margin=margin)
     applies = claims_tested(runs)
@@ -80,6 +81,8 @@ def analyze(
         print(format_verdicts(verdicts, applies))
         print("\n" + "\n\n".join(f.to_text() for f in factors))
         print(f"\nwrote {', '.join(p.name for p in files.values())} to {out_dir}")
+        if replacing:
+            print("  (replacing an earlier analysis's files there; each analysis run keeps its own copy as an artifact)")
     return AnalysisResult(runs, histories, verdicts, out_dir, files, factors, applies)
 
 
