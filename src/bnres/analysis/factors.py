@@ -112,8 +112,12 @@ class FactorSummary:
             parts += [f"**{METRICS[metric]}** ({factor_name(rows)} x {factor_name(cols)}; mean over seeds, [min-max], n seeds):", "",
                       table.to_markdown(index=False), ""]
         for factor in self.factors:
-            parts += [self.marginals[factor].assign(value=lambda d, f=factor: d["value"].map(lambda v: _value(f, v)))
-                      .rename(columns={"value": factor_name(factor)}).to_markdown(index=False, floatfmt=".4g"), ""]
+            table = self.marginals[factor].assign(value=lambda d, f=factor: d["value"].map(lambda v: _value(f, v)))
+            table = table.rename(columns={"value": factor_name(factor), **{
+                f"{m}_{stat}": f"{label} {'mean' if stat == 'mean' else 'seed spread'}"
+                for m, label in METRICS.items() for stat in ("mean", "seed_spread")}})
+            table = table.astype(object).where(table.notna(), None)  # NaN (one seed: no spread) shows as n/a
+            parts += [table.to_markdown(index=False, floatfmt=".4g", missingval="n/a"), ""]
         parts += [f"- {line}" for line in self.effect_lines()] + [""]
         return "\n".join(parts)
 
