@@ -367,14 +367,14 @@ def test_evaluate_claims_returns_one_verdict_per_claim(tmp_path):
 
 def test_analyze_script(full_sweep, tmp_path):
     script = REPO / "scripts" / "analyze.py"
-    done = subprocess.run([sys.executable, str(script), str(full_sweep), "--min-ratio", "20"],
+    done = subprocess.run([sys.executable, str(script), str(full_sweep), "--min-ratio", "20", "--no-wandb"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Claim 1" in done.stdout and "verdict: NOT SUPPORTED" in done.stdout  # 10x < 20x
     assert (full_sweep / "analysis" / "claims.md").exists()  # default out dir
     empty = tmp_path / "empty"
     empty.mkdir()
-    failed = subprocess.run([sys.executable, str(script), str(empty)], capture_output=True, text=True, timeout=60)
+    failed = subprocess.run([sys.executable, str(script), str(empty), "--no-wandb"], capture_output=True, text=True, timeout=60)
     assert failed.returncode != 0
     assert failed.stderr.strip().count("\n") == 0 and "no result.json" in failed.stderr
 
