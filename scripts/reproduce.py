@@ -7,6 +7,11 @@
 Rerunning after an interruption keeps finished runs (each job skips itself when its folder
 already holds a completed or diverged record) and resumes interrupted ones from their last
 checkpoint. ``--fresh`` reruns everything.
+
+Every preset's runs go into one W&B group, ``reproduce/cpu`` (``reproduce/cifar10`` with --gpu),
+told apart by their job type (the preset's task_name), so one W&B report shows both claims
+(``scripts/wandb_report.py --group reproduce/cpu --presets``); the analysis is written as a W&B
+run in the same group (``job_type=analysis``; --no-wandb to skip it).
 """
 
 from __future__ import annotations
@@ -20,13 +25,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+try:
+    from bnres.analysis.wandb_run import add_wandb_args, log_analysis_run_from_args
+    from bnres.wandb_groups import reproduce_group
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT / "src"))
+    from bnres.analysis.wandb_run import add_wandb_args, log_analysis_run_from_args
+    from bnres.wandb_groups import reproduce_group
 PRESETS = ("bn_lr", "depth", "bn_placement")
 # the lines of a sweep's output worth showing as progress
 PROGRESS = re.compile(r"Launching \d+ jobs|\t#\d+ : |^Sweep |^job |^---|^\d+\s+(completed|diverged|failed|running|invalid)|^error:")
 
 
-def run_preset(name: str, sweep_dir: Path, extra: list[str], fresh: bool) -> int:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"experiment={name}", f"hydra.sweep.dir={sweep_dir}", "trainer.enable_progress_bar=false", *extra]
+def run_preset(name: str, sweep_dir: Path, extra: list[str], fresh: bool, group: str) -> int:
+    own_logger = any(o.startswith("logger=") and o != "logger=wandb" for o in extra)  # logger=csv/none: no W&B group
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"experiment={name}", f"hydra.sweep.dir={sweep_dir}",
+           "trainer.enable_progress_bar=false", *([] if own_logger else [f"logger.wandb.group={group}"]), *extra]
     if fresh:
         cmd.append("fresh=true")
     print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
@@ -47,27 +61,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(PRESETS), help=f"comma-separated presets among {', '.join(PRESETS)}")
     parser.add_argument("--fresh", action="store_true", help="rerun every job, even finished ones")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job, e.g. trainer.max_epochs=2")
+    add_wandb_args(parser)
     args = parser.parse_args(argv)
 
     chosen = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in chosen if p not in PRESETS]
     if unknown:
         parser.error(f"--only {','.join(unknown)}: not a preset; choose from {', '.join(PRESETS)}")
-    out = args.out.resolve() / ("cifar10" if args.gpu else "cpu")
+    kind = "cifar10" if args.gpu else "cpu"
+    out = args.out.resolve() / kind
+    group = args.wandb_group or reproduce_group(kind)
     failed = []
     for name in chosen:
         preset = f"{name}_cifar10" if args.gpu else name
-        if run_preset(preset, out / name, args.overrides, args.fresh) != 0:
+        if run_preset(preset, out / name, args.overrides, args.fresh, group) != 0:
             failed.append(name)
 
     from bnres.analysis import NoResultsError, analyze
 
     print("\n=== analysis", flush=True)
     try:
-        analyze([out / name for name in chosen], out_dir=out / "analysis")
+        result = analyze([out / name for name in chosen], out_dir=out / "analysis")
     except NoResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    log_analysis_run_from_args(result, args, config={"presets": chosen, "kind": kind, "overrides": args.overrides})
+    print(f"\nthe whole call in W&B's terminal dashboard: python scripts/dashboard.py {out}", flush=True)
     if failed:
         print(f"error: some jobs of {', '.join(failed)} did not finish (see the tables above); rerun the same command to retry them", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ import pytest
 from bnres import runner
 from bnres.checks import ConfigError
 from bnres.record import read_record
+from bnres.wandb_groups import sweep_group
 from conftest import TINY, run_script
 
 TINY = [*TINY, "deterministic=true"]
@@ -91,7 +92,7 @@ def test_ddp_sweep_runs_each_job_once_in_its_folder(ddp_sweep):
         assert [row["step"] for row in record["history"]] == [3]
         runs = wandb_runs(job_dir)
         assert len(runs) == 1, runs
-        assert wandb_group_recorded(runs[0], sweep_dir.as_posix())  # one W&B group per sweep
+        assert wandb_group_recorded(runs[0], sweep_group(sweep_dir))  # one short W&B group per sweep
         assert (job_dir / "train_rank1.log").is_file()
         assert not (job_dir / ".hydra" / "train_rank1").exists()
         ports += re.findall(r"MASTER_PORT=(\d+)", (job_dir / "train.log").read_text())

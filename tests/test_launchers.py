@@ -1,7 +1,7 @@
 """Sweep launchers: packing jobs on one machine (joblib), SLURM/local through submitit, a Ray cluster.
 
 Each job must end in its own folder with its own record and W&B run, all of a sweep's W&B runs in one
-group (the sweep folder), however the launcher spreads the jobs over processes."""
+group (named after the sweep folder), however the launcher spreads the jobs over processes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from bnres import distributed
 from bnres.distributed import packing
 from bnres.record import read_record
+from bnres.wandb_groups import sweep_group
 from conftest import TINY, run_script
 
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -40,7 +41,7 @@ def check_jobs(sweep_dir: Path, count: int, group: str) -> list[Path]:
         assert record is not None and record["status"] == "completed", (job, record and record["error"])
         runs = sorted((job / "wandb").glob("offline-run-*"))
         assert len(runs) == 1, runs
-        # the group is in the offline run's binary log; it must be the sweep folder in every job
+        # the group is in the offline run's binary log; it must be the sweep's group in every job
         assert any(group.encode() in f.read_bytes() for f in runs[0].glob("run-*.wandb")), (job, group)
     return jobs
 
@@ -50,7 +51,7 @@ def test_packed_launcher_runs_jobs_at_once_each_with_its_own_record(tmp_path):
     proc = run_script(["-m", "hydra/launcher=packed", "packing.jobs_per_gpu=2", "seed=0,1", "logger=wandb", *TINY], cwd=tmp_path, timeout=300, env=ENV)
     _ok(proc)
     sweep_dir = only_sweep_dir(tmp_path)
-    jobs = check_jobs(sweep_dir, 2, (sweep_dir.relative_to(tmp_path)).as_posix())
+    jobs = check_jobs(sweep_dir, 2, sweep_group(sweep_dir))
     # a job holds its slot while it runs and the lowest free slot is taken: two slots in use = at once
     slots = sorted(int(m) for job in jobs for m in re.findall(r"packed job \d+: slot (\d+) of 2", (job / "train.log").read_text()))
     assert slots == [0, 1], slots
@@ -65,7 +66,7 @@ def test_packed_launcher_with_ddp_jobs(tmp_path):
     )
     _ok(proc)
     sweep_dir = only_sweep_dir(tmp_path)
-    for job in check_jobs(sweep_dir, 2, sweep_dir.relative_to(tmp_path).as_posix()):
+    for job in check_jobs(sweep_dir, 2, sweep_group(sweep_dir)):
         assert (job / "train_rank1.log").is_file()
 
 
@@ -109,7 +110,7 @@ def test_submitit_local_sweep(tmp_path):
     proc = run_script(["-m", "hydra/launcher=submitit_local", "seed=0,1", "logger=wandb", *TINY], cwd=tmp_path, timeout=300, env=ENV)
     _ok(proc)
     sweep_dir = only_sweep_dir(tmp_path)
-    check_jobs(sweep_dir, 2, sweep_dir.relative_to(tmp_path).as_posix())
+    check_jobs(sweep_dir, 2, sweep_group(sweep_dir))
     assert (sweep_dir / ".submitit").is_dir()
 
 
@@ -121,7 +122,7 @@ def test_submitit_local_sweep_of_ddp_jobs(tmp_path):
     )
     _ok(proc)
     sweep_dir = only_sweep_dir(tmp_path)
-    for job in check_jobs(sweep_dir, 2, sweep_dir.relative_to(tmp_path).as_posix()):
+    for job in check_jobs(sweep_dir, 2, sweep_group(sweep_dir)):
         assert (job / "train_rank1.log").is_file()
 
 
@@ -159,4 +160,4 @@ def test_ray_local_sweep(tmp_path):
     proc = run_script(["-m", *ray, "seed=0,1", "logger=wandb", *TINY], cwd=tmp_path, timeout=600, env={**ENV, "RAY_ADDRESS": ""})
     _ok(proc)
     sweep_dir = only_sweep_dir(tmp_path)
-    check_jobs(sweep_dir, 2, sweep_dir.relative_to(tmp_path).as_posix())
+    check_jobs(sweep_dir, 2, sweep_group(sweep_dir))

@@ -36,6 +36,7 @@ from bnres.module import Classifier
 from bnres.preemption import Preemption, last_checkpoint_path
 from bnres.probes import probe_results
 from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
+from bnres.wandb_groups import sweep_group
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     # a resumed run continues the same W&B run (online; offline see README, "Resuming")
     wandb_id = previous.get("wandb_id") if (previous and ckpt_path) else None
-    group = cfg.get("wandb_group") or (job["sweep_dir"] and Path(job["sweep_dir"]).as_posix()) or "single"
+    group = cfg.get("wandb_group") or sweep_group(job["sweep_dir"])  # logger.wandb.group, when set, wins
     loggers = build_loggers(cfg.get("logger"), group=group, name=run_name(job["overrides"]), run_id=wandb_id)
     if not loggers:  # nothing to log the lr to (Lightning refuses the monitor then)
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]

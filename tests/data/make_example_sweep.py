@@ -1,78 +1,75 @@
-"""Regenerate ``tests/data/example_sweep/``: a small, SYNTHETIC sweep for the notebook and tests.
+"""Remake ``tests/data/example_sweep/``: three tiny REAL sweeps, run by the harness itself.
 
-The numbers are made up (seeded noise around plausible values), shaped like short CPU runs:
+Each folder is one ``scripts/train.py -m experiment=...`` sweep of the CPU presets, cut down to
+run in a few minutes on a laptop CPU (real MNIST-5k digits, real training, offline):
 
-* LR sweep, lenet on mnist5k, BN vs no BN, lr 0.01..3, 2 seeds: without BN the loss plateaus
-  at ln 10 from lr 0.3 and diverges from lr 1; with BN every seed trains up to lr 1.
-* depth sweep, plain_cifar vs resnet_cifar, depths 20/32/56, 2 seeds: plain error grows with
-  depth; residual error grows a little too (not converged at this budget).
-* BN placement, lenet at lr 0.1: after_activation and pre_activation, 2 seeds
-  (before_activation and no BN come from the LR sweep).
+* ``bn_lr/``: claim 1, ReLU LeNet, BN vs no BN, lr 0.01 ... 10, 2 seeds, 2 epochs;
+* ``depth/``: claim 2, ``plain_cifar`` vs ``resnet_cifar`` at depths 8/14/20, 2 seeds, 80 steps;
+* ``bn_placement/``: ResNet-8, BN before / after the activation, pre-activation, no BN, 2 seeds, 80 steps.
 
-Run: ``python tests/data/make_example_sweep.py`` (rewrites the folder).
+Jobs run with ``logger=none callbacks=none`` (no W&B run, no checkpoint); of each job folder only
+``result.json`` is kept, written without indentation, with the machine's absolute paths in
+``config.paths`` made relative to the repository. Nothing else is changed: every number is what
+the run measured. The verdicts are whatever these short runs show (see ``tests/test_analysis.py``).
+
+Run: ``python tests/data/make_example_sweep.py`` (rewrites the folder; about 5-10 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
-import random
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from result_factory import depth_run, diverged, make_record, plateau, trained, write_sweep
-
+REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "example_sweep"
-LRS = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
-SEEDS = [0, 1]
+COMMON = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "seed=0,1"]
+SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=80"]
+SWEEPS = {
+    "bn_lr": ["experiment=bn_lr", "trainer.max_epochs=2"],
+    "depth": ["experiment=depth", "depth=8,14,20", *SHORT],
+    "bn_placement": ["experiment=bn_placement", "depth=8", *SHORT],
+}
 
 
-def build_records() -> list[dict]:
-    rng = random.Random(0)
-    records = []
-    # claim 1: LR sweep (lenet, 5 epochs)
-    for bn in (True, False):
-        for lr in LRS:
-            for seed in SEEDS:
-                common = dict(model_name="lenet", bn=bn, lr=lr, seed=seed, max_epochs=5, num_params=61_706)
-                if bn:
-                    if lr <= 1.0:
-                        records.append(trained(acc=round(0.93 + 0.02 * rng.random() - 0.01 * (lr >= 1.0), 4), **common))
-                    else:
-                        records.append(diverged(diverged_at_step=37 + seed, **common))
-                elif lr <= 0.1:
-                    records.append(trained(acc=round(0.86 + 0.05 * rng.random() + 0.1 * lr, 4), **common))
-                elif lr < 1.0:
-                    records.append(plateau(**common))
-                else:
-                    records.append(diverged(diverged_at_step=5 + seed, **common))
-    # claim 2: depth sweep (CIFAR-style nets, 10 epochs)
-    plain_error = {20: 0.060, 32: 0.095, 56: 0.210}
-    residual_error = {20: 0.045, 32: 0.052, 56: 0.071}
-    for model_name, errors in (("plain_cifar", plain_error), ("resnet_cifar", residual_error)):
-        for depth, error in errors.items():
-            for seed in SEEDS:
-                records.append(depth_run(
-                    model_name, depth, round(error + 0.008 * (rng.random() - 0.5), 4), seed=seed,
-                    max_epochs=10, lr=0.1, num_params=int(15_000 * depth),
-                ))
-    # BN placement (lenet at lr 0.1, 5 epochs)
-    for placement, acc in (("after_activation", 0.925), ("pre_activation", 0.915)):
-        for seed in SEEDS:
-            records.append(trained(acc=round(acc + 0.01 * rng.random(), 4), model_name="lenet", bn=True, lr=0.1,
-                                   seed=seed, bn_placement=placement, max_epochs=5, num_params=61_706))
-    # one job still running when the sweep was copied: it must count as missing, not crash
-    records.append(make_record(status="running", model_name="lenet", bn=True, lr=0.1, seed=2, max_epochs=5,
-                               train_acc=None, val_acc=None))
-    for record in records:  # keep the files small: 4 significant digits are plenty
-        record["wall_time_s"] = round(20 + 80 * rng.random(), 1)
-    return records
+def run_sweep(name: str, overrides: list[str], out: Path) -> None:
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "-m", *overrides, *COMMON, f"hydra.sweep.dir={out}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.time()
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{name}: sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    print(f"{name}: {len(list(out.glob('*/result.json')))} runs in {time.time() - start:.0f} s")
+
+
+def keep_records_only(sweep: Path) -> None:
+    for item in sweep.iterdir():
+        if not item.is_dir():
+            item.unlink()  # multirun.yaml, ...
+            continue
+        record_file = item / "result.json"
+        record = json.loads(record_file.read_text())
+        paths = (record.get("config") or {}).get("paths") or {}
+        for key, value in paths.items():
+            if isinstance(value, str) and value.startswith(str(REPO)):
+                paths[key] = os.path.relpath(value, REPO)
+        shutil.rmtree(item)
+        item.mkdir()
+        record_file.write_text(json.dumps(record))
 
 
 def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
-    write_sweep(OUT, build_records(), indent=None)
+    for name, overrides in SWEEPS.items():
+        run_sweep(name, overrides, OUT / name)
+        keep_records_only(OUT / name)
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
-    print(f"wrote {len(list(OUT.glob('*/result.json')))} records ({size / 1024:.0f} KiB) to {OUT}")
+    print(f"wrote {len(list(OUT.glob('*/*/result.json')))} records ({size / 1024:.0f} KiB) to {OUT}")
 
 
 if __name__ == "__main__":

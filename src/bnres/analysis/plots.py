@@ -226,7 +226,9 @@ def plot_placement(runs: pd.DataFrame):
                     ax.bar(x, mean, width * 0.9, color=lr_colors[i], alpha=0.85 if label != NO_BN_LABEL else 0.45,
                            hatch="//" if label == NO_BN_LABEL else None, edgecolor="k", lw=0.5,
                            yerr=[[mean - values.min()], [values.max() - mean]], capsize=3)
-                    ax.text(x, mean, f"{mean:.2f}", ha="center", va="bottom", fontsize=8)
+                    # above the whisker's top, not on it
+                    ax.annotate(f"{mean:.2f}", (x, values.max()), xytext=(0, 3), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=8)
                 n_diverged = int((bar_runs["status"] == "diverged").sum())
                 if n_diverged:
                     ax.text(x, 0.02, f"{n_diverged}x\ndiverged", ha="center", va="bottom", fontsize=7, color="red")
@@ -234,9 +236,9 @@ def plot_placement(runs: pd.DataFrame):
         ax.set_xticklabels([label.replace("_", " ") for label in labels])
         ax.set_ylabel(ylabel)
         if column == "final_val_acc":
-            ax.set_ylim(0, 1.05)
+            ax.set_ylim(0, 1.12)  # room for the labels above whiskers that reach 1
         else:  # errors are small: let the axis zoom in, keeping room for the labels
-            ax.set_ylim(0, max(0.05, ax.get_ylim()[1] * 1.15))
+            ax.set_ylim(0, max(0.05, ax.get_ylim()[1] * 1.2))
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_title(ylabel + " per BN placement", fontsize=10)
     axes[0].legend(handles=[Patch(color=c, label=f"lr {lr:g}") for c, lr in zip(lr_colors, lrs)], fontsize=9)

@@ -44,7 +44,7 @@ NO_BN_LABEL = "no BN"
 #: column order of the runs table (columns not listed here follow in their own order)
 RUN_COLUMNS = [
     "run_id", "sweep", "job", "status",
-    "data", "model_name", "family", "residual", "depth",
+    "data", "model_name", "family", "residual", "shortcut", "depth",
     "bn", "bn_placement", "bn_label", "bn_impl", "lr", "seed", "max_epochs",
     *[f"final_{suffix}" for suffix in METRIC_KEYS.values()],
     "train_error",
@@ -219,6 +219,20 @@ def model_family(model_name: str | None) -> str | None:
     return None
 
 
+def shortcut_of(config: dict[str, Any], model_name: str | None) -> bool | None:
+    """Does the net have residual shortcuts? ``config.shortcut`` when the record has it (true/false,
+    null for nets without a residual twin), else from the model name (``resnet*`` / ``plain*``)."""
+    if "shortcut" in config:
+        value = config["shortcut"]
+        return None if value is None else _boolean(value)
+    if isinstance(model_name, str):
+        if model_name.startswith("resnet"):
+            return True
+        if model_name.startswith("plain"):
+            return False
+    return None
+
+
 def _record_to_row(record: dict[str, Any]) -> dict[str, Any]:
     config = record.get("config") or {}
     overrides = record.get("overrides") or []
@@ -242,7 +256,8 @@ def _record_to_row(record: dict[str, Any]) -> dict[str, Any]:
         "data": data_cfg.get("name") or override_values.get("data"),
         "model_name": model_name,
         "family": model_family(model_name),
-        "residual": bool(isinstance(model_name, str) and model_name.startswith("resnet")),
+        "residual": shortcut_of(config, model_name) is True,
+        "shortcut": shortcut_of(config, model_name),
         "depth": _number(knob("depth")),
         "bn": bn,
         "bn_placement": placement,

@@ -9,15 +9,20 @@ from pathlib import Path
 import pandas as pd
 
 from bnres.analysis import mechanisms
+from bnres.analysis.factors import FactorSummary, factors_markdown, save_factor_plots, summarize_factors
 from bnres.analysis.plots import make_plots
 from bnres.analysis.records import load_records, records_to_histories, records_to_runs, status_counts, write_tables
 from bnres.analysis.verdicts import (
+    CLAIM1_ID,
+    CLAIM2_ID,
     DEFAULT_ACC_THRESHOLD,
     DEFAULT_ERROR_MARGIN,
     DEFAULT_MIN_LR_RATIO,
     DEFAULT_RELATIVE_MARGIN,
     Verdict,
+    depth_sweep_candidates,
     evaluate_claims,
+    lr_sweep_candidates,
     verdicts_markdown,
 )
 
@@ -33,6 +38,8 @@ class AnalysisResult:
     verdicts: list[Verdict]
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)  # name -> file written
+    factors: list[FactorSummary] = field(default_factory=list)  # what each sweep shows, claims or not
+    applies: dict[str, bool] = field(default_factory=dict)  # claim -> do these runs test it at all
 
     def verdict(self, claim: str) -> Verdict:
         """The main verdict of a claim (``"claim1_bn_lr"`` or ``"claim2_residual_depth"``)."""
@@ -55,33 +62,62 @@ def analyze(
     sweep_paths = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
     out_dir = Path(out_dir) if out_dir is not None else sweep_paths[0] / DEFAULT_OUT_SUBDIR
     records = load_records(sweep_paths)
+    replacing = (out_dir / "claims.md").exists()  # said out loud below: an earlier analysis's files are rewritten
     runs, histories = records_to_runs(records), records_to_histories(records)
     verdicts = evaluate_claims(runs, acc_threshold=acc_threshold, min_ratio=min_ratio, margin=margin)
+    applies = claims_tested(runs)
+    factors = summarize_factors(runs)
 
     files: dict[str, Path] = {}
     files["runs_csv"], files["runs_md"] = write_tables(runs, out_dir)
     files |= make_plots(runs, histories, out_dir, acc_threshold=acc_threshold)
+    files |= save_factor_plots(factors, out_dir)
     mechanism_figures = mechanisms.make_mechanism_plots(records, out_dir)
     files |= mechanism_figures
     mechanism_numbers = mechanisms.mechanism_numbers(records)
     claims_path = out_dir / "claims.md"
     claims_path.write_text(
-        verdicts_markdown(verdicts, preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin))
+        verdicts_markdown([v for v in verdicts if applies.get(v.claim, True)], preamble=_preamble(sweep_paths, runs, files, acc_threshold, min_ratio, margin))
+        + _not_tested_markdown(verdicts, applies) + "\n" + factors_markdown(factors)
         + "\n" + mechanisms.mechanisms_markdown(mechanism_numbers, mechanism_figures)
     )
     files["claims_md"] = claims_path
 
     if verbose:
-        print(format_verdicts(verdicts))
+        print(format_verdicts(verdicts, applies))
+        print("\n" + "\n\n".join(f.to_text() for f in factors))
         if mechanism_numbers:
             print("\n" + mechanisms.mechanisms_summary(mechanism_numbers))
         print(f"\nwrote {', '.join(p.name for p in files.values())} to {out_dir}")
-    return AnalysisResult(runs, histories, verdicts, out_dir, files)
+        if replacing:
+            print("  (replacing an earlier analysis's files there; each analysis run keeps its own copy as an artifact)")
+    return AnalysisResult(runs, histories, verdicts, out_dir, files, factors, applies)
 
 
-def format_verdicts(verdicts: Sequence[Verdict]) -> str:
-    """All verdicts as plain text, separated by blank lines."""
-    return "\n\n".join(v.summary() for v in verdicts)
+def format_verdicts(verdicts: Sequence[Verdict], applies: dict[str, bool] | None = None) -> str:
+    """All verdicts as plain text, separated by blank lines; a claim the runs do not test
+    (``applies[claim]`` false) is one line."""
+    applies = applies or {}
+    return "\n\n".join(v.summary() if applies.get(v.claim, True) else _not_tested_line(v) for v in verdicts)
+
+
+def claims_tested(runs: pd.DataFrame) -> dict[str, bool]:
+    """Which claims the runs test at all: claim 1 needs BN and no-BN runs of one architecture at two
+    or more learning rates; claim 2 plain and residual twins at two or more depths."""
+    depth_tested = any(
+        group["residual"].any() and (~group["residual"]).any() and group["depth"].nunique() >= 2
+        for _, group in depth_sweep_candidates(runs)
+    )
+    return {CLAIM1_ID: bool(lr_sweep_candidates(runs)), CLAIM2_ID: depth_tested}
+
+
+def _not_tested_line(verdict: Verdict) -> str:
+    return f"{verdict.title}: does not apply to these runs ({verdict.verdict}): {verdict.reason}"
+
+
+def _not_tested_markdown(verdicts: Sequence[Verdict], applies: dict[str, bool]) -> str:
+    lines = [f"- {_not_tested_line(v)}" for v in verdicts if not applies.get(v.claim, True)]
+    return "\n## Claims these runs do not test\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def _preamble(sweeps, runs, files, acc_threshold, min_ratio, margin) -> str:
