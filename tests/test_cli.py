@@ -245,3 +245,17 @@ def test_sigterm_stops_a_cli_run_with_a_checkpoint_and_ckpt_path_continues_it(tm
     record = read_record(run_dir)
     assert record["status"] == "completed" and record["resumed_from"] == str(last)
     assert [row["step"] for row in record["history"]] == [6, 12]
+
+
+def test_fit_help_is_short_and_names_the_networks_and_derived_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        BnresCLI(args=["fit", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) < 300  # was 1,234 lines, 670 of them every torch.nn.Module subclass
+    assert "known subclasses" not in text and "torch.nn.Identity" not in text
+    assert f"--model.net.name      one of: {', '.join(MODEL_NAMES)}" in text
+    assert "derived, never given: model.net in_channels, num_classes, image_size" in text
+    for option in ("--trainer.max_epochs", "--model.optimizer", "--data.help", "--divergence.loss_factor", "--test_after_fit"):
+        assert option in text
+    assert "(type: int, default: 1)" in text  # each Trainer option keeps its type and default
