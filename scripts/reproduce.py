@@ -21,8 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("bn_lr", "depth", "bn_placement")
-# the lines of a sweep's output worth showing as progress
-PROGRESS = re.compile(r"Launching \d+ jobs|\t#\d+ : |^Sweep |^job |^---|^\d+\s+(completed|diverged|failed|running|invalid)|^error:")
+# the lines of a sweep's output worth showing as progress: job starts, each job's end line with k/N and
+# the time left (bnres.progress), the final table, errors
+PROGRESS = re.compile(r"Launching \d+ jobs|\t#\d+ : |^\[(\d+/\d+|\d+ done|job done)|^Sweep |^job |^---|^\d+\s+(completed|diverged|failed|running|invalid)|^error:")
 
 
 def run_preset(name: str, sweep_dir: Path, extra: list[str], fresh: bool) -> int:

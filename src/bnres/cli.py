@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from torch.optim import Optimizer
 
-from bnres import optim
+from bnres import optim, progress, quiet
 from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import check_config
 from bnres.data import InMemoryDataModule
@@ -45,6 +45,7 @@ from bnres.models import BUILDERS
 from bnres.models.zoo import network
 from bnres.module import Classifier
 from bnres.preemption import Preemption, checkpoint_dir
+from bnres.record import RECORD_NAME
 from bnres.runner import fit_and_record, run_name
 
 DESCRIPTION = (
@@ -300,6 +301,8 @@ class BnresCLI(LightningCLI):
             from bnres import distributed
 
             distributed.prepare_trainer(self.trainer)  # sync BN on CPU processes, as in runner.run
+            quiet.drop_wandb_anonymous(self.trainer.loggers)
+            Path(self.trainer.default_root_dir).mkdir(parents=True, exist_ok=True)  # W&B warns of a missing run dir
             verify = getattr(self.datamodule, "verify", None)  # data files checked before any work, as in runner.run
             if callable(verify):
                 verify()
@@ -492,7 +495,11 @@ def _checkable(cfg: Namespace) -> dict[str, Any]:
 def main(args: Any = None) -> int:
     """Console script ``bnres`` (and ``python -m bnres``). Exit 0 when the run completed or diverged,
     1 when it failed (the record says why), 2 for bad arguments (one ``error:`` line, nothing run)."""
+    quiet.install()
+    start = time.time()
     cli = BnresCLI(args=args)
+    if cli.record is not None:  # fit: one line saying how it ended and where its record is
+        print(progress.end_line(cli.record, Path(cli.trainer.default_root_dir) / RECORD_NAME, time.time() - start), flush=True)
     if cli.record is not None and cli.record.get("status") == "failed":
         return 1
     return 0

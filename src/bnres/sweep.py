@@ -96,6 +96,7 @@ class SweepSummary(Callback):
         from bnres import runner
 
         if self._lock_file is not None:
+            Path(config.hydra.sweep.dir, ".sweep.lock").unlink(missing_ok=True)  # still held here: no other sweep owns it
             self._lock_file.close()  # releases the lock
             self._lock_file = None
         sweep_dir = Path(config.hydra.sweep.dir)
