@@ -122,7 +122,8 @@ class JobProgress(Callback):
         wall_s = time.time() - self._job_start
         output_dir = Path(config.hydra.runtime.output_dir)
         record_path = output_dir / RECORD_NAME
-        record = read_record(output_dir)
+        # an invalid job (bad config: one error line, nothing run) writes no record; an older one may be there
+        record = None if getattr(job_return, "return_value", None) == "invalid" else read_record(output_dir)
         skipped = record is not None and record_path.stat().st_mtime < self._job_start
         line = end_line(record, record_path, wall_s, skipped=skipped)
         if str(config.hydra.mode) == "RunMode.MULTIRUN":
