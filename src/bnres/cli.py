@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from torch.optim import Optimizer
 
-from bnres import optim, progress, quiet
+from bnres import cli_help, optim, progress, quiet
 from bnres.callbacks import DivergenceMonitor, HistoryRecorder
 from bnres.checks import check_config
 from bnres.data import InMemoryDataModule
@@ -185,7 +185,7 @@ def _int_before_float(parser: LightningArgumentParser) -> None:
             action._typehint = Union[int, float, None] if optional else Union[int, float]
 
 
-class _Parser(LightningArgumentParser):
+class _Parser(cli_help.ShortHelp, LightningArgumentParser):
     """Errors end in one ``error: ...`` line after a short usage line (not the hundred-option usage)."""
 
     def format_usage(self) -> str:
