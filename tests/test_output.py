@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 
 from bnres import _lightning, progress, quiet
-from tests.conftest import TINY, TRAIN_SCRIPT
+from conftest import TINY, TRAIN_SCRIPT
 
 # what every run used to print (issue 17); none of it may come back
 NOISE = ("LeafSpec", "litlogger", "anonymous setting", "Run history", "Run summary", "git root", "You can sync this run")
