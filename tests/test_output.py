@@ -22,6 +22,13 @@ NOISE = ("LeafSpec", "litlogger", "anonymous setting", "Run history", "Run summa
 END_LINE = re.compile(r"^completed · val/acc \d\.\d{3} · test/acc \d\.\d{3} · [\d.]+ s · (?P<path>\S*result\.json)$")
 
 
+@pytest.fixture(autouse=True)
+def _wandb_quiet_restored(monkeypatch):
+    """quiet.install() sets a default WANDB_QUIET; whatever this process had comes back after each test."""
+    monkeypatch.setenv("WANDB_QUIET", "")  # records the original value (or its absence) for the undo
+    monkeypatch.delenv("WANDB_QUIET")
+
+
 def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """scripts/train.py as a user runs it: W&B offline but not silenced, no WANDB_QUIET of ours."""
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SILENT", "WANDB_QUIET", "WANDB_API_KEY")}
@@ -148,7 +155,6 @@ def test_cli_fit_is_quiet_and_ends_with_one_line(tmp_path, monkeypatch, capfd):
 
     monkeypatch.setattr(sys, "argv", ["bnres"])
     monkeypatch.setenv("WANDB_SILENT", "false")
-    monkeypatch.delenv("WANDB_QUIET", raising=False)  # restored (unset) after the test: main() sets a default
     run_dir = tmp_path / "cli" / "run"  # does not exist yet: W&B warned "git root ... does not exist"
     args = ["fit", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
             "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(run_dir)]
