@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -64,10 +65,14 @@ def test_reproduce_runs_presets_then_analysis_and_skips_finished_runs_on_rerun(t
     first = run_script(args, cwd=ROOT, script=script, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Claim 1" in first.stdout and "Claim 2" in first.stdout  # verdicts printed (inconclusive here)
+    # each job's end line comes through, with k/N (bnres.progress)
+    assert re.search(r"\] \[1/4 · ~.* left\] (completed|diverged) · ", first.stdout), first.stdout
+    assert re.search(r"\] \[4/4\] (completed|diverged) · ", first.stdout), first.stdout
     records = sorted((tmp_path / "cpu" / "bn_placement").glob("*/result.json"))
     assert len(records) == 4
     stamps = [r.stat().st_mtime_ns for r in records]
     again = run_script(args, cwd=ROOT, script=script, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [r.stat().st_mtime_ns for r in records] == stamps  # nothing redone
+    assert re.search(r"\] \[4/4\] already (completed|diverged), skipped", again.stdout), again.stdout
     assert (tmp_path / "cpu" / "analysis" / "claims.md").exists()

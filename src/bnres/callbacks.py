@@ -132,7 +132,7 @@ class ProgressBar(TQDMProgressBar):
         self.step_metrics = tuple(step_metrics)
         self._last_redraw = -math.inf
 
-    def _should_update(self, current: int, total: int) -> bool:
+    def _should_update(self, current: int, total: int) -> bool:  # Lightning's private hook: bnres._lightning
         # Lightning's test (enabled, every refresh_rate batches or the last), then the clock's
         if not super()._should_update(current, total):
             return False

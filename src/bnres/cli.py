@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from torch.optim import Optimizer
 
-from bnres import optim
+from bnres import optim, progress, quiet
 from bnres.binding import FolderLock, check_folder, fingerprint
 from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
 from bnres.checks import UINT32_MAX, check_config, check_trains_something
@@ -47,7 +47,8 @@ from bnres.models import BUILDERS
 from bnres.models.zoo import network
 from bnres.module import Classifier
 from bnres.preemption import Preemption, checkpoint_dir
-from bnres.runner import load_checkpoint, check_checkpoint, fit_and_record, run_name
+from bnres.record import RECORD_NAME
+from bnres.runner import check_checkpoint, fit_and_record, load_checkpoint, run_name
 
 DESCRIPTION = (
     "Train and evaluate the bnres networks with Lightning (the same module, data and record as scripts/train.py). "
@@ -201,7 +202,14 @@ def _int_before_float(parser: LightningArgumentParser) -> None:
 
 
 class _Parser(LightningArgumentParser):
-    """Errors end in one ``error: ...`` line after a short usage line (not the hundred-option usage)."""
+    """Errors end in one ``error: ...`` line after a short usage line (not the hundred-option usage);
+    ``--help`` is short (``bnres.cli_help``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from bnres.cli_help import HelpFormatter
+
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
         # nested parsers (exit_on_error false) raise into their parent: only the one that exits shortens
@@ -365,6 +373,8 @@ class BnresCLI(LightningCLI):
             from bnres import distributed
 
             distributed.prepare_trainer(self.trainer)  # sync BN on CPU processes, as in runner.run
+            quiet.drop_wandb_anonymous(self.trainer.loggers)
+            Path(self.trainer.default_root_dir).mkdir(parents=True, exist_ok=True)  # W&B warns of a missing run dir
             verify = getattr(self.datamodule, "verify", None)  # data files checked before any work, as in runner.run
             if callable(verify):
                 verify()
@@ -618,7 +628,11 @@ def _checkable(cfg: Namespace) -> dict[str, Any]:
 def main(args: Any = None) -> int:
     """Console script ``bnres`` (and ``python -m bnres``). Exit 0 when the run completed or diverged,
     1 when it failed (the record says why), 2 for bad arguments (one ``error:`` line, nothing run)."""
+    quiet.install()
+    start = time.time()
     cli = BnresCLI(args=args)
+    if cli.record is not None:  # fit: one line saying how it ended and where its record is
+        print(progress.end_line(cli.record, Path(cli.trainer.default_root_dir) / RECORD_NAME, time.time() - start), flush=True)
     if cli.record is not None and cli.record.get("status") == "failed":
         return 1
     return 0

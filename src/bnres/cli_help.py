@@ -69,3 +69,25 @@ def _trainer_options(body: str) -> str:
         typed = match.group(0).rstrip(")") + ")" if match else ""
         kept.append(f"{head}\n{' ' * 24}{typed}" if match else head if not rest else f"{head}\n{rest}")
     return "\n".join(kept)
+
+
+#: the network's arguments the CLI links from the data module (bnres.cli: parser.link_arguments)
+DERIVED_FROM_DATA = ("in_channels", "num_classes", "image_size")
+
+
+def _formatter_class():
+    from jsonargparse import DefaultHelpFormatter
+
+    class HelpFormatter(DefaultHelpFormatter):
+        """Marks the network arguments taken from the data module as such, not as "required"."""
+
+        def _get_help_string(self, action):
+            text = super()._get_help_string(action)
+            if action.dest.rsplit(".", 1)[-1] in DERIVED_FROM_DATA and ".net." in f".{action.dest}":
+                text = text.replace("(required, ", "(derived from the data module, ")
+            return text
+
+    return HelpFormatter
+
+
+HelpFormatter = _formatter_class()

@@ -8,6 +8,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from bnres import quiet
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,7 @@ def build_loggers(logger_cfg: DictConfig | None, group: str | None, name: str | 
                     conf.id = run_id
                     conf.resume = "allow"
         loggers.append(instantiate(conf, _convert_="all"))
+    quiet.drop_wandb_anonymous(loggers)
     return loggers
 
 

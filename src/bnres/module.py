@@ -10,11 +10,15 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from bnres import _lightning
+
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
 PARTIAL_EPOCH_KEY = "bnres_partial_epoch_sums"
+#: the learning rate's key in the loggers (W&B, CSV), logged every step by the lr monitor
+LR_KEY = "train/lr"
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -89,7 +93,7 @@ class Classifier(pl.LightningModule):
         # Lightning sets `_current_fx_name` (a string) ~40 times per training step; nn.Module's
         # __setattr__ checks for parameters, modules and buffers first, which adds up to a few
         # percent of a small network's step. It is never one of those: plain attribute.
-        if name == "_current_fx_name":
+        if name == _lightning.CURRENT_FX_NAME:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -156,8 +160,7 @@ class Classifier(pl.LightningModule):
 
     def _logging_step(self) -> bool:
         """Whether Lightning sends step-level values to the loggers after this training step."""
-        connector = getattr(self._trainer, "_logger_connector", None)
-        return True if connector is None else bool(connector.should_update_logs)
+        return True if self._trainer is None else _lightning.is_logging_step(self._trainer)
 
     def on_train_epoch_start(self) -> None:
         self._log_pending["train"] = True
@@ -198,12 +201,15 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
-            return optimizer
-        kwargs = {}
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            kwargs["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = self.scheduler_factory(optimizer, **kwargs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            # a constant schedule all the same: the lr monitor names only schedulers' learning rates
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        else:
+            kwargs = {}
+            if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+                kwargs["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
+            scheduler = self.scheduler_factory(optimizer, **kwargs)
+        # one key for the learning rate whatever the optimizer (Lightning's default is lr-SGD, lr-AdamW, ...)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": LR_KEY}}
 
 
 def _infer_num_classes(net: nn.Module) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from bnres import _lightning
+
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +103,7 @@ class Preemption(pl.Callback):
                 self.signum = signal.SIGTERM  # another rank was signalled
             # Lightning's own flag, set on every rank at this same step: each raises its graceful stop
             # at the end of this step (after the epoch's end, for an epoch's last step), all together
-            trainer._signal_connector.received_sigterm = True
+            _lightning.request_graceful_stop(trainer)
 
     def _uninstall(self) -> None:
         for signum, handler in self._previous.items():

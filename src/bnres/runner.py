@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from bnres import distributed
+from bnres import _lightning, distributed
 from bnres.binding import check_folder, fingerprint, holds_previous_run, set_aside
 from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
 from bnres.checks import check_config, check_trains_something
@@ -314,7 +314,7 @@ def close_loggers(trainer: pl.Trainer, record: dict[str, Any], exit_code: int) -
         **{f"best/{k}": v for k, v in record["best"].items()},
     }
     for lg in wandb_loggers(trainer.loggers):
-        if trainer.is_global_zero and lg._experiment is not None:
+        if trainer.is_global_zero and _lightning.wandb_experiment_started(lg):
             lg.experiment.summary.update({k: v for k, v in summary.items() if v is not None})
     for lg in trainer.loggers:
         lg.finalize("success" if exit_code == 0 else "failed")

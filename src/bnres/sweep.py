@@ -97,7 +97,7 @@ class SweepSummary(Callback):
 
     def _release(self) -> None:
         if self._lock_file is not None:
-            Path(self._lock_file.name).unlink(missing_ok=True)
+            Path(self._lock_file.name).unlink(missing_ok=True)  # still held here: no other sweep owns it
             self._lock_file.close()  # releases the lock
             self._lock_file = None
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from bnres import _lightning
 from bnres.data.loader import TensorBatchLoader
 
 
@@ -143,7 +144,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     def _batches_done(self) -> int:
         if self.trainer is None:
             return 0
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return _lightning.batches_done(self.trainer)
 
     def _loader(self, split: str, train: bool) -> TensorBatchLoader:
         if split not in self.splits:

@@ -21,9 +21,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
-from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-
+from bnres import _lightning
 from bnres.distributed.sync_batchnorm import AllReduceSyncBatchNorm
 
 log = logging.getLogger(__name__)
@@ -92,12 +90,11 @@ def prepare_trainer(trainer: Any) -> None:
     from pytorch_lightning.plugins.layer_sync import TorchSyncBatchNorm
 
     strategy = trainer.strategy
-    launcher = getattr(strategy, "_launcher", None)
-    if type(launcher) is _SubprocessScriptLauncher and HydraConfig.initialized():
-        strategy._launcher = HydraJobLauncher(launcher.cluster_environment, launcher.num_processes, launcher.num_nodes)
-    layer_sync = getattr(strategy, "_layer_sync", None)
-    if type(layer_sync) is TorchSyncBatchNorm and strategy.root_device.type == "cpu":
-        strategy._layer_sync = AllReduceSyncBatchNorm()
+    launcher = _lightning.strategy_launcher(strategy)
+    if type(launcher) is _lightning.SubprocessScriptLauncher and HydraConfig.initialized():
+        _lightning.set_strategy_launcher(strategy, HydraJobLauncher(launcher.cluster_environment, launcher.num_processes, launcher.num_nodes))
+    if type(_lightning.layer_sync(strategy)) is TorchSyncBatchNorm and strategy.root_device.type == "cpu":
+        _lightning.set_layer_sync(strategy, AllReduceSyncBatchNorm())
 
 
 class _RankObserver(threading.Thread):
@@ -127,7 +124,7 @@ class _RankObserver(threading.Thread):
                 return
 
 
-class HydraJobLauncher(_SubprocessScriptLauncher):
+class HydraJobLauncher(_lightning.SubprocessScriptLauncher):
     """Lightning's subprocess launcher, with :func:`rank_command` as the command of ranks > 0."""
 
     observer: _RankObserver | None = None
@@ -139,7 +136,7 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
             self.observer = _RankObserver(self.procs)
             self.observer.start()
             _active_launchers.append(self)
-        _set_num_threads_if_needed(num_processes=self.num_processes)
+        _lightning.set_num_threads_if_needed(num_processes=self.num_processes)
         return function(*args, **kwargs)
 
     def _call_children_scripts(self) -> None:

@@ -11,8 +11,10 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-from pytorch_lightning.plugins.layer_sync import LayerSync, _BatchNormXd
+from pytorch_lightning.plugins.layer_sync import LayerSync
 from torch import nn
+
+from bnres import _lightning
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -94,4 +96,4 @@ class AllReduceSyncBatchNorm(LayerSync):
         return _swap_batchnorm(model, GlobalBatchNorm, is_torch_bn)
 
     def revert(self, model: nn.Module) -> nn.Module:
-        return _swap_batchnorm(model, _BatchNormXd, lambda m: isinstance(m, GlobalBatchNorm))
+        return _swap_batchnorm(model, _lightning.BatchNormXd, lambda m: isinstance(m, GlobalBatchNorm))
