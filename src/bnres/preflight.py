@@ -90,14 +90,17 @@ def _did_you_mean(name: str, options: Sequence[str], prefix: str = "") -> str:
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
-def _job_overrides(config_loader: Any, primary: DictConfig, arguments: Sequence[str]) -> list[list[str]]:
-    """The override lists of a sweep's jobs, in Hydra's job order (BasicSweeper's expansion)."""
+def sweep_overrides(primary: DictConfig, config_loader: Any = None) -> list[list[str]] | None:
+    """The override lists of a sweep's jobs, in Hydra's job order (BasicSweeper's expansion of the preset's
+    ``hydra.sweeper.params`` and the command line); ``None`` for another sweeper (it picks jobs as it goes)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if not str(primary.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
     params = [f"{k}={v}" for k, v in (primary.hydra.sweeper.get("params") or {}).items()]
     parser = OverridesParser.create(config_loader=config_loader)
-    batches = BasicSweeper.split_arguments(parser.parse_overrides([*params, *arguments]), None)
+    batches = BasicSweeper.split_arguments(parser.parse_overrides([*params, *primary.hydra.overrides.task]), None)
     return [job for batch in batches for job in batch]
 
 
@@ -109,11 +112,11 @@ def sweep_jobs(config_loader: Any, primary: DictConfig) -> list[tuple[list[str],
     cache_key = (str(primary.hydra.job.config_name), *arguments)
     if cache_key in _checked_jobs:
         return _checked_jobs[cache_key]
-    target = str(primary.hydra.sweeper.get("_target_", ""))
-    if not target.endswith("BasicSweeper"):
+    expanded = sweep_overrides(primary, config_loader)
+    if expanded is None:
         return []  # another sweeper chooses its jobs as it goes: each job is checked when it starts
     jobs = []
-    for num, overrides in enumerate(_job_overrides(config_loader, primary, arguments)):
+    for num, overrides in enumerate(expanded):
         try:
             cfg = config_loader.load_sweep_config(primary, list(overrides))
             _check_job(cfg, overrides)

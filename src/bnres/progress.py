@@ -29,7 +29,6 @@ from omegaconf import DictConfig
 from bnres.record import RECORD_NAME, read_record
 
 PROGRESS_FILE = ".sweep.progress"
-_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def duration(seconds: float) -> str:
@@ -74,18 +73,13 @@ def end_line(record: dict[str, Any] | None, record_path: Path, wall_s: float, sk
 
 def sweep_size(config: DictConfig) -> int | None:
     """Number of jobs of the sweep as Hydra's basic sweeper expands its overrides (``None`` for other sweepers)."""
-    sweeper = config.hydra.get("sweeper") or {}
-    if sweeper.get("_target_") != _BASIC_SWEEPER:
-        return None
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from bnres.preflight import sweep_overrides
 
-    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     try:
-        overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
-        return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+        jobs = sweep_overrides(config)
     except Exception:  # noqa: BLE001 - e.g. glob() sweeps need the config loader: no count, no harm
         return None
+    return None if jobs is None else len(jobs)
 
 
 def _is_rank_zero() -> bool:
