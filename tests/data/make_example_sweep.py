@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "example_sweep"
-COMMON = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "seed=0,1"]
+COMMON = ["logger=none", "callbacks=none", "probes=none", "trainer.enable_progress_bar=false", "seed=0,1"]
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=80"]
 SWEEPS = {
     "bn_lr": ["experiment=bn_lr", "trainer.max_epochs=2"],
