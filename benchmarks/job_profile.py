@@ -86,7 +86,8 @@ def install() -> None:
     runner.instantiate = _instantiate_by_target(runner.instantiate)
     _patch(runner, "build_loggers", "    build loggers")
     _patch(wandb, "init", "    wandb.init (first logger.experiment)")
-    _patch(wandb.util, "working_set", "      wandb: list installed packages (requirements.txt)")
+    listing = wandb.util.working_set  # a generator: time it consumed
+    wandb.util.working_set = _timed("      wandb: list installed packages (requirements.txt)", lambda: list(listing()))
     _patch(WandbLogger, "log_hyperparams", "    W&B log_hyperparams (config)")
     _patch(runner, "write_record", "    write result.json")
     _patch(pl.Trainer, "fit", "    trainer.fit")
@@ -118,8 +119,6 @@ def main(overrides: list[str], log_path: Path | None = None) -> int:
 
     imports = time.perf_counter() - start
     install()
-    # the wrappers must be in place before train.py binds the names it uses
-    _order = list(_totals)  # noqa: F841
     argv = sys.argv
     sys.argv = [str(ROOT / "scripts" / "train.py"), "-m", *overrides]
     saved_out, saved_err = sys.stdout, sys.stderr

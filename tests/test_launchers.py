@@ -104,6 +104,30 @@ def test_packed_jobs_count_and_device_assignment(make_cfg, tmp_path, monkeypatch
         assert [list(a.trainer.devices), list(b.trainer.devices)] == [[0, 1], [2, 3]]
 
 
+def test_packed_cpu_jobs_share_the_cores_and_the_count_is_restored(make_cfg, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(packing, "usable_cores", lambda: 4)
+    assert packing.threads_per_job("auto", 2, on_gpu=False) == 2
+    assert packing.threads_per_job("auto", 8, on_gpu=False) == 1
+    assert packing.threads_per_job("auto", 2, on_gpu=True) is None  # GPU jobs: joblib's limit stands
+    assert packing.threads_per_job(3, 2, on_gpu=False) == 3
+    with pytest.raises(ValueError, match="packing.threads_per_job=0 must be a positive integer or auto"):
+        distributed.packed_jobs("auto", 2, 1, 0)
+    monkeypatch.setattr(packing, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(packing, "usable_cores", lambda: 2)
+    sweep = ["hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=packed", "packing.jobs_per_gpu=2"]
+    cfg = make_cfg(*sweep, output_dir=tmp_path / "sweep" / "0")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with distributed.job_scope(cfg):
+            assert torch.get_num_threads() == 1  # 2 cores, 2 jobs at once
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- submitit -----------------------------------------------------------------------------------------
 def test_submitit_local_sweep(tmp_path):
     proc = run_script(["-m", "hydra/launcher=submitit_local", "seed=0,1", "logger=wandb", *TINY], cwd=tmp_path, timeout=300, env=ENV)
