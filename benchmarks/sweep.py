@@ -7,13 +7,13 @@
 A sweep is paid for as a whole: the researcher waits for its last job. So each way is timed as
 whole processes, from start to exit, imports included:
 
-* ``harness``: ``python scripts/train.py -m <overrides>``, a real multirun (default callbacks,
-  checkpoints, offline W&B, records, the sweep summary), one job after another.
+* ``harness``: ``python scripts/train.py -m <overrides> hydra/launcher=basic``, a real multirun (default
+  callbacks, checkpoints, offline W&B, records, the sweep summary), one job after another.
 * ``plain``: ``python benchmarks/plain.py``, one process running the same jobs one after another as a
   hand-written loop (:func:`benchmarks.plain.train`: same configs, data tensors, networks,
   optimizer, lr schedule, epochs, a validation pass per epoch, a divergence stop, a test at the end).
 * ``harness-2x1``: the multirun with ``hydra/launcher=packed packing.jobs_per_gpu=2``: two jobs at a
-  time, one torch thread each.
+  time, each with half the cores as torch threads (the launcher sets them: one each on 2 cores).
 * ``plain-2x1``: two plain processes side by side, each with every other job, one thread each.
 
 The job list is Hydra's own expansion of the preset's grid and the overrides (the basic sweeper's
@@ -60,7 +60,9 @@ WAYS = {
     "harness-2x1": Way("harness", 2),
     "plain-2x1": Way("plain", 2),
 }
-PACKED = ["hydra/launcher=packed"]  # + packing.jobs_per_gpu=N
+# the launcher is named on every harness command line: the CPU presets pick packed_cpu themselves
+SERIAL = ["hydra/launcher=basic"]
+PACKED = ["hydra/launcher=packed"]  # + packing.jobs_per_gpu=N (each job's torch threads: packing.threads_per_job, auto)
 
 
 def sweep_jobs(overrides: list[str], work_dir: Path) -> list[list[str]]:
@@ -100,11 +102,12 @@ def run_harness(overrides: list[str], sweep_dir: Path, log_path: Path, threads: 
     """``scripts/train.py -m`` as a user runs it; wall seconds and each job's status and final val/acc."""
     from bnres.sweep import sweep_statuses
 
-    packed = [*PACKED, f"packing.jobs_per_gpu={jobs_at_once}"] if jobs_at_once > 1 else []
-    cmd = [sys.executable, str(TRAIN_SCRIPT), "-m", *overrides, *packed, f"hydra.sweep.dir={sweep_dir}"]
+    launcher = [*PACKED, f"packing.jobs_per_gpu={jobs_at_once}"] if jobs_at_once > 1 else SERIAL
+    cmd = [sys.executable, str(TRAIN_SCRIPT), "-m", *overrides, *launcher, f"hydra.sweep.dir={sweep_dir}"]
     with open(log_path, "w") as log:
         start = time.perf_counter()
-        code = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_env(1 if jobs_at_once > 1 else threads))
+        # packed: the launcher sets each job's threads (cores // jobs at once), as a user's sweep gets them
+        code = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_env(None if jobs_at_once > 1 else threads))
         wall = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd[1:])} exited {code}; see {log_path}")

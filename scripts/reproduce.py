@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("bn_lr", "depth", "bn_placement")
 # the lines of a sweep's output worth showing as progress
-PROGRESS = re.compile(r"Launching \d+ jobs|\t#\d+ : |^Sweep |^job |^---|^\d+\s+(completed|diverged|failed|running|invalid)|^error:")
+# (the CPU presets run two jobs at a time: "packed job N: slot ..." is when job N starts)
+PROGRESS = re.compile(r"[Ll]aunching \d+ jobs|\t#\d+ : |packed job \d+: slot|^Sweep |^job |^---|^\d+\s+(completed|diverged|failed|running|invalid)|^error:")
 
 
 def run_preset(name: str, sweep_dir: Path, extra: list[str], fresh: bool) -> int:
