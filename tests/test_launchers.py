@@ -54,6 +54,9 @@ def test_packed_launcher_runs_jobs_at_once_each_with_its_own_record(tmp_path):
     # a job holds its slot while it runs and the lowest free slot is taken: two slots in use = at once
     slots = sorted(int(m) for job in jobs for m in re.findall(r"packed job \d+: slot (\d+) of 2", (job / "train.log").read_text()))
     assert slots == [0, 1], slots
+    # CPU jobs side by side share the cores: each gets cores // 2 torch threads
+    threads = {int(m) for job in jobs for m in re.findall(r"packed job \d+: slot \d+ of 2, devices cpu, (\d+) torch thread", (job / "train.log").read_text())}
+    assert threads == {1}, threads  # OMP_NUM_THREADS=1 (ENV) caps the share
     assert "2 jobs — 2 completed" in proc.stdout
 
 
@@ -108,7 +111,11 @@ def test_packed_cpu_jobs_share_the_cores_and_the_count_is_restored(make_cfg, tmp
     import torch
 
     monkeypatch.setattr(packing, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert packing.threads_per_job("auto", 2, on_gpu=False) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's limit stands
+    assert packing.threads_per_job("auto", 2, on_gpu=False) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert packing.threads_per_job("auto", 8, on_gpu=False) == 1
     assert packing.threads_per_job("auto", 2, on_gpu=True) is None  # GPU jobs: joblib's limit stands
     assert packing.threads_per_job(3, 2, on_gpu=False) == 3

@@ -60,10 +60,14 @@ def usable_cores() -> int:
 
 def threads_per_job(value: Any, jobs_at_once: int, on_gpu: bool) -> int | None:
     """torch threads of a packed job: ``packing.threads_per_job``, or with ``auto`` the cores shared out
-    among the jobs that run at once when they train on the CPU (``None``: GPU jobs keep the default,
-    which joblib already limits to cores // jobs at once)."""
+    among the jobs that run at once when they train on the CPU, never more than an ``OMP_NUM_THREADS``
+    the user set (``None``: GPU jobs keep the default, which joblib already limits to cores // jobs)."""
     if str(value).strip() in ("auto", "", "None", "null"):
-        return None if on_gpu else max(1, usable_cores() // max(1, jobs_at_once))
+        if on_gpu:
+            return None
+        share = max(1, usable_cores() // max(1, jobs_at_once))
+        limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+        return min(share, int(limit)) if limit.isdigit() and int(limit) >= 1 else share
     try:
         number = int(str(value).strip())
     except ValueError:
