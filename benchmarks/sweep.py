@@ -112,7 +112,9 @@ def run_harness(overrides: list[str], sweep_dir: Path, log_path: Path, threads: 
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd[1:])} exited {code}; see {log_path}")
     rows = sweep_statuses(sweep_dir)
-    return {"wall_s": wall, "jobs": [{"overrides": r["overrides"].split(), "status": r["status"], "val/acc": r["val/acc"]} for r in rows]}
+    launcher_keys = tuple(o.split("=")[0] + "=" for o in launcher)  # the way's own overrides, not the job's
+    jobs = [[o for o in r["overrides"].split() if not o.startswith(launcher_keys)] for r in rows]
+    return {"wall_s": wall, "jobs": [{"overrides": job, "status": r["status"], "val/acc": r["val/acc"]} for job, r in zip(jobs, rows)]}
 
 
 def run_plain(configs: list[dict[str, Any]], work_dir: Path, log_path: Path, threads: int | None = None, jobs_at_once: int = 1) -> dict[str, Any]:
