@@ -2,6 +2,8 @@
 
     python scripts/benchmark.py --profile experiment=bn_lr seed=0     # any scripts/train.py -m overrides
 
+The jobs run in this process (``hydra/launcher=basic`` unless a launcher is given), one after another.
+
 Runs ``scripts/train.py -m <overrides>`` in this process with clock-reading wrappers around the
 functions that make up a job (wall time, inclusive: a wrapper's time contains the wrappers it
 calls), then prints the total per item, per job, and its share of the process's wall time. The
@@ -119,6 +121,8 @@ def main(overrides: list[str], log_path: Path | None = None) -> int:
 
     imports = time.perf_counter() - start
     install()
+    if not any(o.startswith("hydra/launcher=") for o in overrides):
+        overrides = [*overrides, "hydra/launcher=basic"]  # the jobs must run in this process to be timed
     argv = sys.argv
     sys.argv = [str(ROOT / "scripts" / "train.py"), "-m", *overrides]
     saved_out, saved_err = sys.stdout, sys.stderr

@@ -105,3 +105,17 @@ def test_plain_loop_stops_a_diverging_run_like_the_harness(tmp_path):
     assert result["status"] == "diverged" and result["diverged_at_step"] >= 1
     assert "initial loss" in result["error"] or "became" in result["error"]
     assert "test/acc" not in result["final"]
+
+
+def test_profile_times_every_item_of_a_real_job(tmp_path):
+    proc = run_script(["--profile", "experiment=bn_lr", "seed=0", "bn=true", "lr=0.1", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                       "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, timeout=300, script=SCRIPT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(1 jobs, exit 0" in proc.stdout
+    table = proc.stdout[proc.stdout.index("profile of:"):]
+    for item in ("imports", "wandb.init", "training steps", "checkpoint writes", "trainer.test", "hydra: compose", "process wall time"):
+        line = next((ln for ln in table.splitlines() if item in ln), None)
+        assert line is not None, (item, table)
+        seconds = float(line[62:].split()[0])  # the "total s" column
+        assert seconds >= 0, line
