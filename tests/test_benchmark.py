@@ -1,4 +1,4 @@
-"""scripts/benchmark.py: harness vs plain loop, in quick mode (tiny sizes: the figures mean nothing)."""
+"""scripts/benchmark.py: harness vs plain loop, per run and per sweep, in quick mode (tiny sizes: the figures mean nothing)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 
 import pytest
 
+from benchmarks import plain, sweep
+from benchmarks import throughput as benchmark
 from conftest import ROOT, run_script
-from bnres import benchmark
 
 SCRIPT = ROOT / "scripts" / "benchmark.py"
 
@@ -53,10 +54,10 @@ def test_steady_state_leaves_out_warm_up_and_validation():
 
 
 def test_limits_follow_lightning():
-    assert benchmark._limit(None, 31) == 31
-    assert benchmark._limit(5, 31) == 5
-    assert benchmark._limit(0.5, 31) == 15
-    assert benchmark._limit(1.0, 31) == 31
+    assert plain.limit_batches(None, 31) == 31
+    assert plain.limit_batches(5, 31) == 5
+    assert plain.limit_batches(0.5, 31) == 15
+    assert plain.limit_batches(1.0, 31) == 31
 
 
 def test_plain_loop_trains_the_same_network_on_the_same_data(tmp_path):
@@ -64,3 +65,57 @@ def test_plain_loop_trains_the_same_network_on_the_same_data(tmp_path):
     result = benchmark.raw_phase(overrides, epochs=2, work_dir=tmp_path)
     assert [e["images"] for e in result["epochs"]] == [6 * 32, 6 * 32]
     assert result["final"]["train/loss"] > 0 and 0 <= result["final"]["val/acc"] <= 1
+
+
+def test_quick_sweep_benchmark_prints_both_figures_and_the_ratio(tmp_path):
+    out = tmp_path / "sweep.json"
+    # one repeat per way: four whole processes would double the test's time for no new code path
+    proc = run_script(["--sweep", "--quick", "--repeats", "1", "--threads", "1", "--json", str(out), "--work-dir", str(tmp_path / "work")],
+                      cwd=tmp_path, timeout=600, script=SCRIPT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    assert "2 jobs" in text
+    harness_line = next(line for line in text.splitlines() if line.startswith("harness "))
+    plain_line = next(line for line in text.splitlines() if line.startswith("plain "))
+    assert "(" in harness_line and "(" in plain_line
+    assert "ratio plain/harness:" in text
+    summary = json.loads(out.read_text())
+    for way in ("harness", "plain"):
+        row = summary["ways"][way]
+        assert len(row["repeats_s"]) == 1 and row["median_s"] > 0 and row["per_job_s"] > 0
+    # the same jobs, built from the same pieces: the same outcome (status and val accuracy)
+    agreement = summary["ways"]["harness"]["agreement_with_plain"]
+    assert agreement["matched"] == agreement["same_status"] == 2
+    assert agreement["max_val_acc_diff"] < 1e-6
+
+
+def test_sweep_jobs_are_hydras_expansion_of_the_preset(tmp_path):
+    jobs = sweep.sweep_jobs(["experiment=bn_lr", "seed=0"], tmp_path)
+    assert len(jobs) == 14  # bn x 7 learning rates, one seed
+    assert all("seed=0" in job and "experiment=bn_lr" in job for job in jobs)
+    assert len({tuple(job) for job in jobs}) == 14
+    assert len(sweep.sweep_jobs(["experiment=bn_lr", "seed=0", "lr=0.1,1"], tmp_path)) == 4
+
+
+def test_plain_loop_stops_a_diverging_run_like_the_harness(tmp_path):
+    from bnres.runner import compose_config
+
+    cfg = compose_config(["experiment=bn_lr", "bn=false", "lr=10", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"], tmp_path)
+    result = plain.train(cfg)
+    assert result["status"] == "diverged" and result["diverged_at_step"] >= 1
+    assert "initial loss" in result["error"] or "became" in result["error"]
+    assert "test/acc" not in result["final"]
+
+
+def test_profile_times_every_item_of_a_real_job(tmp_path):
+    proc = run_script(["--profile", "experiment=bn_lr", "seed=0", "bn=true", "lr=0.1", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                       "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, timeout=300, script=SCRIPT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(1 jobs, exit 0" in proc.stdout
+    table = proc.stdout[proc.stdout.index("profile of:"):]
+    for item in ("imports", "wandb.init", "training steps", "checkpoint writes", "trainer.test", "hydra: compose", "process wall time"):
+        line = next((ln for ln in table.splitlines() if item in ln), None)
+        assert line is not None, (item, table)
+        seconds = float(line[62:].split()[0])  # the "total s" column
+        assert seconds >= 0, line

@@ -55,6 +55,9 @@ def test_packed_launcher_runs_jobs_at_once_each_with_its_own_record(tmp_path):
     # a job holds its slot while it runs and the lowest free slot is taken: two slots in use = at once
     slots = sorted(int(m) for job in jobs for m in re.findall(r"packed job \d+: slot (\d+) of 2", (job / "train.log").read_text()))
     assert slots == [0, 1], slots
+    # CPU jobs side by side share the cores: each gets cores // 2 torch threads
+    threads = {int(m) for job in jobs for m in re.findall(r"packed job \d+: slot \d+ of 2, devices cpu, (\d+) torch thread", (job / "train.log").read_text())}
+    assert threads == {1}, threads  # OMP_NUM_THREADS=1 (ENV) caps the share
     assert "2 jobs — 2 completed" in proc.stdout
 
 
@@ -103,6 +106,34 @@ def test_packed_jobs_count_and_device_assignment(make_cfg, tmp_path, monkeypatch
     a, b = job_cfg("trainer.devices=2"), job_cfg("trainer.devices=2")
     with distributed.job_scope(a), distributed.job_scope(b):
         assert [list(a.trainer.devices), list(b.trainer.devices)] == [[0, 1], [2, 3]]
+
+
+def test_packed_cpu_jobs_share_the_cores_and_the_count_is_restored(make_cfg, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(packing, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert packing.threads_per_job("auto", 2, on_gpu=False) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's limit stands
+    assert packing.threads_per_job("auto", 2, on_gpu=False) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert packing.threads_per_job("auto", 8, on_gpu=False) == 1
+    assert packing.threads_per_job("auto", 2, on_gpu=True) is None  # GPU jobs: joblib's limit stands
+    assert packing.threads_per_job(3, 2, on_gpu=False) == 3
+    with pytest.raises(ValueError, match="packing.threads_per_job=0 must be a positive integer or auto"):
+        distributed.packed_jobs("auto", 2, 1, 0)
+    monkeypatch.setattr(packing, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(packing, "usable_cores", lambda: 2)
+    sweep = ["hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=packed", "packing.jobs_per_gpu=2"]
+    cfg = make_cfg(*sweep, output_dir=tmp_path / "sweep" / "0")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with distributed.job_scope(cfg):
+            assert torch.get_num_threads() == 1  # 2 cores, 2 jobs at once
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 # --- submitit -----------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ def test_presets_compose(tmp_path, preset, expect):
     for key, value in expect.items():
         assert cfg[key] == value
     assert cfg.hydra.sweeper.params, "a preset defines its sweep"
+    if not preset.endswith("cifar10"):  # CPU presets: two jobs at a time, sharing the cores
+        assert "Joblib" in cfg.hydra.launcher._target_ and cfg.packing.jobs_per_gpu == 2 and cfg.packing.threads_per_job == "auto"
     if preset.endswith("cifar10"):  # the He et al. 2016 recipe
         assert cfg.data.name == "cifar10" and cfg.data.augment and cfg.data.batch_size == 128
         assert cfg.optimizer.momentum == 0.9 and cfg.optimizer.weight_decay == 1e-4

@@ -12,6 +12,16 @@ import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 
+def divergence_reason(worst: float, initial_loss: float, loss_factor: float, step: int) -> str | None:
+    """Why a run has diverged by ``step`` (its worst training loss since the last check is ``worst``),
+    or None: the loss is non-finite, or above ``loss_factor`` x the run's first loss."""
+    if not math.isfinite(worst):
+        return f"training loss became {worst} by step {step}"
+    if initial_loss > 0 and worst > loss_factor * initial_loss:
+        return f"training loss {worst:.4g} exceeded {loss_factor:g} x initial loss {initial_loss:.4g} by step {step}"
+    return None
+
+
 class DivergenceMonitor(pl.Callback):
     """Stop a run whose training loss goes non-finite or exceeds ``loss_factor`` × its first loss.
 
@@ -78,11 +88,7 @@ class DivergenceMonitor(pl.Callback):
         self._in_flight.clear()  # diverged: later windows do not matter
 
     def _decide(self, trainer, step: int, worst: float) -> None:
-        reason = None
-        if not math.isfinite(worst):
-            reason = f"training loss became {worst} by step {step}"
-        elif self.initial_loss > 0 and worst > self.loss_factor * self.initial_loss:
-            reason = f"training loss {worst:.4g} exceeded {self.loss_factor:g} x initial loss {self.initial_loss:.4g} by step {step}"
+        reason = divergence_reason(worst, self.initial_loss, self.loss_factor, step)
         # every rank checks at the same steps; under DDP one diverging rank stops them all
         if trainer.strategy.reduce_boolean_decision(reason is not None, all=False):
             self.diverged_at_step = step

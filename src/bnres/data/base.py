@@ -8,7 +8,7 @@ runs on the batch, on the device.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
@@ -146,7 +146,12 @@ class InMemoryDataModule(pl.LightningDataModule):
             return 0
         return _lightning.batches_done(self.trainer)
 
-    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
+    def loader(self, split: str, epoch_fn: Callable[[], int] | None = None) -> TensorBatchLoader:
+        """The batches of ``split`` as the trainer gets them ("train": shuffled per epoch and augmented;
+        "val"/"test": in order), for a loop outside Lightning, which says the epoch through ``epoch_fn``."""
+        return self._loader(split, train=split == "train", epoch_fn=epoch_fn)
+
+    def _loader(self, split: str, train: bool, epoch_fn: Callable[[], int] | None = None) -> TensorBatchLoader:
         if split not in self.splits:
             self.setup()
         x, y = self.splits[split]
@@ -158,7 +163,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             shuffle=train,
             drop_last=train,
             seed=self.shuffle_seed,
-            epoch_fn=self._epoch,
+            epoch_fn=epoch_fn or self._epoch,
             progress_fn=self._batches_done,
             crop_padding=self.crop_padding if (train and self.augment) else 0,
             flip=self.flip and train and self.augment,

@@ -50,11 +50,41 @@ def _gpus_per_job(value: Any, devices: Any) -> int:
     return _count(devices if str(value).strip() in ("auto", "") else value, "packing.gpus_per_job")
 
 
-def packed_jobs(gpus_per_job: Any = "auto", jobs_per_gpu: Any = 1, devices: Any = 1) -> int:
-    """How many jobs run at once: (GPUs // GPUs per job) x jobs per GPU. Without GPUs the CPU counts
-    as one device shared by ``jobs_per_gpu`` jobs. The ``bnres.packed_jobs`` resolver."""
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a SLURM or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(value: Any, jobs_at_once: int, on_gpu: bool) -> int | None:
+    """torch threads of a packed job: ``packing.threads_per_job``, or with ``auto`` the cores shared out
+    among the jobs that run at once when they train on the CPU, never more than an ``OMP_NUM_THREADS``
+    the user set (``None``: GPU jobs keep the default, which joblib already limits to cores // jobs)."""
+    if str(value).strip() in ("auto", "", "None", "null"):
+        if on_gpu:
+            return None
+        share = max(1, usable_cores() // max(1, jobs_at_once))
+        limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+        return min(share, int(limit)) if limit.isdigit() and int(limit) >= 1 else share
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"packing.threads_per_job={value!r} must be a positive integer or auto")
+    return number
+
+
+def packed_jobs(gpus_per_job: Any = "auto", jobs_per_gpu: Any = 1, devices: Any = 1, threads: Any = "auto", accelerator: Any = "auto") -> int:
+    """How many jobs run at once: (GPUs // GPUs per job) x jobs per GPU. Without GPUs, or for jobs
+    that train on the CPU (``trainer.accelerator=cpu``), the CPU counts as one device shared by
+    ``jobs_per_gpu`` jobs. The ``bnres.packed_jobs`` resolver (which also checks
+    ``packing.threads_per_job`` when the sweep starts)."""
+    threads_per_job(threads, 1, on_gpu=False)
     per_gpu = _count(jobs_per_gpu, "packing.jobs_per_gpu") or 1
-    gpus = _gpu_count()
+    gpus = 0 if str(accelerator) == "cpu" else _gpu_count()
     need = _gpus_per_job(gpus_per_job, devices) or max(gpus, 1)
     return max(1, gpus // need) * per_gpu
 
@@ -110,19 +140,23 @@ def take_slot(cfg: DictConfig) -> _Slot | None:
     if not HydraConfig.initialized() or str(HydraConfig.get().mode) != "RunMode.MULTIRUN":
         return None
     hc = HydraConfig.get()
-    gpus = _gpu_count()
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    gpus = 0 if accelerator == "cpu" else _gpu_count()
     per_job = _gpus_per_job(packing.get("gpus_per_job", "auto"), cfg.trainer.get("devices", 1)) or max(gpus, 1)
     groups = max(1, gpus // per_job)
-    slots = packed_jobs(per_job, packing.get("jobs_per_gpu", 1))
+    slots = packed_jobs(per_job, packing.get("jobs_per_gpu", 1), accelerator=accelerator)
     slot = _acquire_slot(Path(str(hc.sweep.dir)) / ".slots", slots)
     devices = None
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if gpus and accelerator in ("gpu", "cuda", "auto"):
         first = (slot.index % groups) * per_job
         devices = list(range(first, first + per_job))
         os.environ[DEVICES_ENV] = ",".join(map(str, devices))
         _pin(cfg, devices)
-    log.info("packed job %s: slot %d of %d, devices %s", hc.job.get("num"), slot.index, slots, devices or accelerator)
+    # jobs side by side on the CPU: each gets its share of the cores (job_scope restores the count)
+    threads = threads_per_job(packing.get("threads_per_job", "auto"), slots, on_gpu=devices is not None)
+    if threads:
+        torch.set_num_threads(threads)
+    log.info("packed job %s: slot %d of %d, devices %s, %d torch thread(s)", hc.job.get("num"), slot.index, slots, devices or accelerator, torch.get_num_threads())
     return slot
 
 

@@ -6,7 +6,7 @@ the config is composed from ``conf/train.yaml`` with Hydra and handed to :func:`
 so it gets the data module, the ``Classifier``, the configured callbacks, the loggers (W&B offline
 by default) and the checkpoints a user's run gets. The only addition is :class:`ThroughputProbe`,
 a callback that reads the clock a few times per epoch. The plain way is a hand-written PyTorch
-loop (:func:`raw_phase`) that does the same arithmetic and nothing else.
+loop (:func:`benchmarks.plain.train`) that does the same arithmetic and nothing else.
 
 Both ways run a validation pass every epoch (the harness because a normal run does, the plain loop
 so that memory and epoch time compare like for like). Figures:
@@ -39,6 +39,8 @@ from typing import Any
 
 import torch
 
+from benchmarks import plain
+
 
 @dataclass
 class Case:
@@ -68,27 +70,6 @@ QUICK = {
 
 def gpu_overrides() -> list[str]:
     return ["trainer=gpu"]
-
-
-def _device(cfg) -> torch.device:
-    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
-    return torch.device("cpu")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _limit(limit: Any, available: int) -> int:
-    """Number of batches a Lightning ``limit_*_batches`` value lets through."""
-    if limit is None:
-        return available
-    if isinstance(limit, float) and limit <= 1.0:
-        return int(available * limit)
-    return min(int(limit), available)
 
 
 def _rss_kib() -> int:
@@ -125,7 +106,7 @@ try:
             self._device = torch.device("cpu")
 
         def _now(self) -> tuple[float, float]:
-            _sync(self._device)
+            plain.sync(self._device)
             return time.perf_counter(), time.process_time()
 
         def _close(self, now: tuple[float, float]) -> None:
@@ -178,8 +159,8 @@ def harness_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int
     with open_dict(cfg):
         if not cfg.get("callbacks"):
             cfg.callbacks = {}
-        cfg.callbacks["zz_throughput_probe"] = {"_target_": "bnres.benchmark.ThroughputProbe", "path": str(probe_path)}
-    device = _device(cfg)
+        cfg.callbacks["zz_throughput_probe"] = {"_target_": "benchmarks.throughput.ThroughputProbe", "path": str(probe_path)}
+    device = plain.device_of(cfg)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     record = runner.run(cfg)
@@ -195,108 +176,15 @@ def harness_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int
 
 # --- the plain way -------------------------------------------------------------------------
 def raw_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int = 0) -> dict[str, Any]:
-    """The same training written as a plain PyTorch loop: no Lightning, no metrics objects, no loggers."""
-    from hydra.utils import instantiate
-
-    from bnres.data.augment import random_crop, random_flip
+    """The same training written as a plain PyTorch loop (:func:`benchmarks.plain.train`): no Lightning,
+    no metrics objects, no loggers; no loss read-backs for a divergence check, no test pass."""
     from bnres.runner import compose_config
 
     cfg = compose_config(overrides, Path(work_dir) / f"raw-{repeat}")
-    device = _device(cfg)
-    torch.manual_seed(cfg.seed)  # what pl.seed_everything does for torch: same initial weights as the harness
-    net = instantiate(cfg.model)
-    data = instantiate(cfg.data)
-    data.setup("fit")
-    train_x, train_y = (t.to(device) for t in data.splits["train"])
-    val_x, val_y = (t.to(device) for t in data.splits["val"])
-    net.to(device)
-    channels_last = bool(cfg.get("channels_last", False))
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    forward = torch.compile(net) if cfg.get("compile", False) else net
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(cfg.trainer.get("benchmark", False))
-        torch.cuda.reset_peak_memory_stats(device)
-
-    precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision in ("bf16-mixed", "16-mixed"):
-        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
-        autocast = lambda: torch.autocast(device.type, dtype=dtype)  # noqa: E731
-    elif precision in ("32-true", "32"):
-        autocast = None
-    else:
-        raise ValueError(f"the plain loop does not implement trainer.precision={precision}")
-    scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
-
-    batch_size, eval_batch_size = data.batch_size, data.eval_batch_size
-    steps = _limit(cfg.trainer.get("limit_train_batches"), len(train_y) // batch_size)
-    val_steps = _limit(cfg.trainer.get("limit_val_batches"), -(-len(val_y) // eval_batch_size))
-    optimizer = instantiate(cfg.optimizer)(net.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=max(1, steps * epochs)) if cfg.get("scheduler") else None
-    crop = data.crop_padding if data.augment else 0
-    flip = data.flip and data.augment
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    results = []
-    for epoch in range(epochs):
-        _sync(device)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        net.train()
-        generator = torch.Generator().manual_seed(data.shuffle_seed * 1_000_003 + epoch)
-        order = torch.randperm(len(train_y), generator=generator).to(device)
-        for i in range(steps):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            x, y = train_x[idx], train_y[idx]
-            if crop:
-                x = random_crop(x, crop, generator)
-            if flip:
-                x = random_flip(x, generator)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            if autocast is None:
-                loss = loss_fn(forward(x), y)
-            else:
-                with autocast():
-                    loss = loss_fn(forward(x), y)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            if scheduler is not None:
-                scheduler.step()
-        _sync(device)
-        val_start, val_cpu_start = time.perf_counter(), time.process_time()
-        net.eval()
-        correct = torch.zeros((), device=device)
-        total_loss = torch.zeros((), device=device)
-        with torch.no_grad():
-            for i in range(val_steps):
-                x, y = val_x[i * eval_batch_size : (i + 1) * eval_batch_size], val_y[i * eval_batch_size : (i + 1) * eval_batch_size]
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                if autocast is None:
-                    logits = forward(x)
-                else:
-                    with autocast():
-                        logits = forward(x)
-                total_loss += loss_fn(logits.float(), y) * len(y)
-                correct += (logits.argmax(-1) == y).sum()
-        val_acc = float(correct) / max(1, min(len(val_y), val_steps * eval_batch_size))  # one read-back per epoch
-        _sync(device)
-        end, cpu_end = time.perf_counter(), time.process_time()
-        results.append({
-            "images": steps * batch_size, "seconds": end - start, "val_seconds": end - val_start,
-            "cpu_seconds": cpu_end - cpu_start, "val_cpu_seconds": cpu_end - val_cpu_start, "val_acc": val_acc,
-        })
-    return {
-        "epochs": results,
-        "gpu_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        "final": {"train/loss": float(loss.detach()), "val/acc": val_acc},
-    }
+    result = plain.train(cfg, epochs, test=False, stop_on_divergence=False)
+    last = result["epochs"][-1]
+    return {"epochs": result["epochs"], "gpu_peak_bytes": result["gpu_peak_bytes"],
+            "final": {"train/loss": result["final"]["train/loss"], "val/acc": last["val_acc"]}}
 
 
 PHASES = {"harness": harness_phase, "raw": raw_phase}
@@ -530,5 +418,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m bnres.benchmark
-    sys.exit(main())
