@@ -1,6 +1,6 @@
 """Answer both claims in one command: run the presets, analyse, print the verdicts.
 
-    python scripts/reproduce.py                # CPU presets on the 5,000 MNIST digits (~25 min, 2 cores)
+    python scripts/reproduce.py                # CPU presets on the 5,000 MNIST digits (about 10 min on 2 cores)
     python scripts/reproduce.py --gpu          # full-size CIFAR-10 presets (He et al. recipe) on a GPU
     python scripts/reproduce.py --only bn_lr   # one preset
 
