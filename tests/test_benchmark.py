@@ -14,6 +14,7 @@ from conftest import ROOT, run_script
 SCRIPT = ROOT / "scripts" / "benchmark.py"
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_quick_benchmark_prints_both_ways_and_the_ratio(tmp_path):
     out = tmp_path / "bench.json"
     # one torch thread: steadier on a shared machine, and the test only checks the report's shape

@@ -122,6 +122,7 @@ def _console_script() -> list[str]:
     return [found] if found else [sys.executable, "-m", "bnres"]
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_console_script_fit_with_wandb_offline(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
@@ -223,6 +224,7 @@ def test_cli_defaults_follow_an_edited_conf_tree(tmp_path):
     assert hydra_defaults()["model.optimizer"]["init_args"]["momentum"] == 0.9
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_sigterm_stops_a_cli_run_with_a_checkpoint_and_ckpt_path_continues_it(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",

@@ -41,6 +41,7 @@ def wandb_group_recorded(run_dir: Path, group: str) -> bool:
 
 
 # --- one run ----------------------------------------------------------------------------------------
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_single_ddp_run_is_one_job(tmp_path):
     proc = run_script([*DDP, *TINY, "sync_batchnorm=true", "logger=wandb", "hydra.run.dir=run"], cwd=tmp_path, timeout=240, env=ENV)
     _ok(proc)
@@ -77,6 +78,7 @@ def ddp_sweep(tmp_path_factory):
     return cwd, sweep_dir, proc
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_ddp_sweep_runs_each_job_once_in_its_folder(ddp_sweep):
     cwd, sweep_dir, proc = ddp_sweep
     _ok(proc)
@@ -99,6 +101,7 @@ def test_ddp_sweep_runs_each_job_once_in_its_folder(ddp_sweep):
     assert len(ports) == 2 and ports[0] != ports[1], ports  # a fresh port (and clean env) per job
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_sync_batchnorm_matches_one_process_with_the_global_batch(ddp_sweep, make_cfg):
     """2 processes x 32 images with synchronised BN == 1 process x 64 images (same seed, same steps);
     without sync, each rank normalises with its own half-batch statistics and the runs drift apart."""

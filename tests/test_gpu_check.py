@@ -114,6 +114,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         assert proc.returncode == 2 and "error: no CUDA device is visible" in proc.stderr
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_dry_host_sync_part_watches_a_real_run(tmp_path):
     """One part end to end, in the default suite: a train.py subprocess with the counter in its config."""
     proc = run_script(["--dry", "--only", "host_syncs", "--out", str(tmp_path / "out")], cwd=tmp_path, script=SCRIPT, timeout=300)

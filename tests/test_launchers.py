@@ -47,6 +47,7 @@ def check_jobs(sweep_dir: Path, count: int, group: str) -> list[Path]:
 
 
 # --- packing on one machine -------------------------------------------------------------------------
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_packed_launcher_runs_jobs_at_once_each_with_its_own_record(tmp_path):
     proc = run_script(["-m", "hydra/launcher=packed", "packing.jobs_per_gpu=2", "seed=0,1", "logger=wandb", *TINY], cwd=tmp_path, timeout=300, env=ENV)
     _ok(proc)
@@ -137,6 +138,7 @@ def test_packed_cpu_jobs_share_the_cores_and_the_count_is_restored(make_cfg, tmp
 
 
 # --- submitit -----------------------------------------------------------------------------------------
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_submitit_local_sweep(tmp_path):
     proc = run_script(["-m", "hydra/launcher=submitit_local", "seed=0,1", "logger=wandb", *TINY], cwd=tmp_path, timeout=300, env=ENV)
     _ok(proc)

@@ -211,6 +211,7 @@ def test_bad_input_from_the_command_line_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "run" / "result.json").exists()
 
 
+@pytest.mark.slow  # an end-to-end subprocess run: the slow suite (CI runs it too)
 def test_two_sweeps_cannot_share_a_sweep_folder(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0,1", "trainer.max_epochs=500", *SMALL, f"hydra.sweep.dir={sweep}"]

@@ -80,15 +80,16 @@ def test_a_sweep_with_one_bad_job_runs_no_job(capsys, tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
-def test_bad_input_through_the_real_script_exits_2_before_any_work(tmp_path):
+@pytest.mark.parametrize("args", [["model=resnet99"], pytest.param(["-m", "lr=0.1,nan"], marks=pytest.mark.slow),
+                                  pytest.param(["model.bn=false"], marks=pytest.mark.slow)])
+def test_bad_input_through_the_real_script_exits_2_before_any_work(tmp_path, args):
     """End to end: the one line, exit 2, no traceback and no folder, for Hydra's refusals and ours."""
-    for args in (["model=resnet99"], ["-m", "lr=0.1,nan"], ["model.bn=false"]):
-        result = run_script([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=ROOT, timeout=120)
-        assert result.returncode == 2, result.stderr
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-        assert "HYDRA_FULL_ERROR" not in result.stderr
-        assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+    result = run_script([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "HYDRA_FULL_ERROR" not in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.parametrize(
