@@ -6,6 +6,7 @@ process, in worker processes, on a cluster)."""
 from __future__ import annotations
 
 import atexit
+import shutil
 import logging
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bnres.distributed.packing import slots_dir
 from bnres.record import is_set_aside, read_record
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class SweepSummary(Callback):
 
         self._release()
         sweep_dir = Path(config.hydra.sweep.dir)
+        shutil.rmtree(slots_dir(sweep_dir), ignore_errors=True)  # the packed launcher's slot locks: all jobs are done
         rows = sweep_statuses(sweep_dir)
         bad = [r for r in rows if r["status"] not in ("completed", "diverged")]
         counts: dict[str, int] = {}

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 DEVICES_ENV = "BNRES_PACKED_DEVICES"
 
 
+
+def slots_dir(sweep_dir: str | Path) -> Path:
+    """Where a packed sweep's slot locks live (removed when the sweep ends: ``bnres.sweep``)."""
+    return Path(str(sweep_dir)) / ".slots"
+
 def _count(value: Any, what: str) -> int:
     if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
         return max(1, len(value))
@@ -145,7 +150,7 @@ def take_slot(cfg: DictConfig) -> _Slot | None:
     per_job = _gpus_per_job(packing.get("gpus_per_job", "auto"), cfg.trainer.get("devices", 1)) or max(gpus, 1)
     groups = max(1, gpus // per_job)
     slots = packed_jobs(per_job, packing.get("jobs_per_gpu", 1), accelerator=accelerator)
-    slot = _acquire_slot(Path(str(hc.sweep.dir)) / ".slots", slots)
+    slot = _acquire_slot(slots_dir(hc.sweep.dir), slots)
     devices = None
     if gpus and accelerator in ("gpu", "cuda", "auto"):
         first = (slot.index % groups) * per_job
