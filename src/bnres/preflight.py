@@ -71,9 +71,10 @@ def _unknown_key(key: str, loader: Any, config_name: str, overrides: Sequence[st
     if loader is not None:
         from hydra.types import RunMode
 
-        kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+        # the other overrides, a sweep's first value standing for its list: the keys of the node the job would have
+        kept = [_first_value(o) for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
         try:
-            cfg = loader.load_configuration(config_name, kept, run_mode=RunMode.MULTIRUN)
+            cfg = loader.load_configuration(config_name, kept, run_mode=RunMode.RUN)
             node = OmegaConf.select(cfg, parent) if parent else cfg
             if isinstance(node, DictConfig):
                 keys = [k for k in node.keys() if parent or k != "hydra"]
@@ -83,6 +84,14 @@ def _unknown_key(key: str, loader: Any, config_name: str, overrides: Sequence[st
     hint = _did_you_mean(leaf, keys, prefix=f"{parent}." if parent else "")
     listed = f" ({where}: {', '.join(keys)})" if keys else ""
     return f"{key} is not a setting of this config{hint}{listed}; add it with +{key}=... only if you mean a new key"
+
+
+def _first_value(override: str) -> str:
+    """``model=resnet18,plain18`` -> ``model=resnet18`` (a simple comma sweep; anything else as it is)."""
+    key, sep, value = override.partition("=")
+    if sep and "," in value and not any(c in value for c in "[]{}()'\""):
+        return f"{key}={value.split(',', 1)[0]}"
+    return override
 
 
 def _did_you_mean(name: str, options: Sequence[str], prefix: str = "") -> str:
