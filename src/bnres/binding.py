@@ -31,7 +31,7 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, OmegaConf
 
 from bnres.errors import FolderConflict
-from bnres.record import RECORD_NAME
+from bnres.record import read_record
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ IGNORED = (
 #: where previous contents of a folder are moved (inside it; a dot-folder, so no reader takes it for a run)
 REPLACED_DIR = ".replaced"
 RUN_LOCK = ".run.lock"
+SWEEP_LOCK = ".sweep.lock"
 # names a set-aside never moves: the lock of the run in progress, and what Hydra has just written for it
-_KEEP_ALWAYS = (RUN_LOCK, REPLACED_DIR, ".sweep.lock", ".slots", ".submitit")
+_KEEP_ALWAYS = (RUN_LOCK, REPLACED_DIR, SWEEP_LOCK, ".slots", ".submitit")
 
 
 # --- fingerprint --------------------------------------------------------------------------------
@@ -133,21 +134,13 @@ def _short(value: Any) -> str:
 
 
 # --- folder rules ---------------------------------------------------------------------------------
-def _read_record(folder: Path) -> dict[str, Any] | None:
-    path = folder / RECORD_NAME
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 FRESH_HINT = f"choose another folder, or add fresh=true to move its contents aside (kept in {REPLACED_DIR}/) and rerun"
 
 
 def check_folder(folder: Path | str, config: DictConfig | dict[str, Any], where: str, ways_on: str = FRESH_HINT) -> None:
     """Refuse (one line) when ``folder`` holds a run of another config. ``where`` names the folder's key,
     e.g. ``hydra.sweep.dir=multirun/x (job 3)``; ``ways_on`` says what to do instead."""
-    record = _read_record(Path(folder))
+    record = read_record(folder)
     if not record or not isinstance(record.get("config"), dict):
         return  # nothing bound to the folder yet (or a run that failed before it had a config)
     if record_fingerprint(record) == fingerprint(config):
@@ -184,24 +177,25 @@ def set_aside(folder: Path | str, keep: Iterable[str] = (), reason: str = "") ->
     return target
 
 
-# --- single-run lock ------------------------------------------------------------------------------
+# --- folder locks ----------------------------------------------------------------------------------
 class FolderLock:
-    """An exclusive ``flock`` on ``folder/.run.lock``, held while a single run trains in ``folder``; the OS
-    drops it when the process dies. :meth:`release` removes the file."""
+    """An exclusive ``flock`` on ``folder/<name>``, held while a single run (``.run.lock``) or a sweep
+    (``.sweep.lock``, ``bnres.sweep``) works in ``folder``; the OS drops it when the process dies.
+    :meth:`release` removes the file."""
 
-    def __init__(self, folder: Path | str, key: str) -> None:
+    def __init__(self, folder: Path | str, key: str, name: str = RUN_LOCK, holder: str = "job") -> None:
         import fcntl
 
-        self.path = Path(folder) / RUN_LOCK
+        self.path = Path(folder) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a+")
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
+            owner = self._file.read().strip() or "another process"
             self._file.close()
-            raise FolderConflict(f"{key}={folder} is in use by a running job ({holder}); wait for it, or choose another folder") from None
+            raise FolderConflict(f"{key}={folder} is in use by a running {holder} ({owner}); wait for it, or choose another {key}") from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"pid {os.getpid()}\n")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnres.errors import ConfigError
+from bnres.errors import ConfigError, one_line
 
 PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine")
 UINT32_MAX = 2**32 - 1  # seed_everything's range
@@ -216,7 +216,7 @@ def check_job(cfg: DictConfig, model_choice: str | None = None) -> None:
     try:
         validate_model_args(target.rsplit(".", 1)[-1], **model)
     except ValueError as err:
-        raise ConfigError(_first_line(err)) from None
+        raise ConfigError(one_line(err)) from None
     try:
         datamodule = instantiate(cfg.data)
         for probe in (cfg.get("probes") or {}).values():  # the mechanism probes check their own settings
@@ -224,7 +224,7 @@ def check_job(cfg: DictConfig, model_choice: str | None = None) -> None:
                 instantiate(probe)
     except Exception as err:  # noqa: BLE001 - the data module's and probes' own one-line checks
         cause = err.__cause__ or err
-        raise ConfigError(_first_line(cause)) from None
+        raise ConfigError(one_line(cause)) from None
     check_trains_something(cfg, datamodule)
 
 
@@ -415,9 +415,3 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     return str(value)
-
-
-def _first_line(err: BaseException) -> str:
-    from bnres.errors import one_line
-
-    return one_line(err)

@@ -26,6 +26,7 @@ import inspect
 import os
 import sys
 import time
+import functools
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -40,7 +41,7 @@ from bnres import optim, progress, quiet
 from bnres.binding import FolderLock, check_folder, fingerprint
 from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
 from bnres.checks import UINT32_MAX, check_config, check_trains_something
-from bnres.errors import ConfigError
+from bnres.errors import ConfigError, one_line
 from bnres.data import InMemoryDataModule
 from bnres.loggers import finish_active_wandb_run
 from bnres.models import BUILDERS
@@ -139,6 +140,14 @@ _BN_KNOBS = ("bn", "bn_placement", "bn_impl", "bn_momentum", "bn_eps")
 
 
 def hydra_defaults(config_dir: Path | str | None = None) -> dict[str, Any]:
+    """A fresh copy of :func:`_composed_defaults` (the parser of each subcommand takes its own)."""
+    import copy
+
+    return copy.deepcopy(_composed_defaults(str(config_dir) if config_dir else None))
+
+
+@functools.lru_cache(maxsize=4)
+def _composed_defaults(config_dir: str | None) -> dict[str, Any]:
     """The CLI's defaults, read off ``conf/train.yaml`` composed with no overrides (``parser.set_defaults``).
 
     Network: the default model's name and BN knobs (other network options stay null = the network's
@@ -381,7 +390,7 @@ class BnresCLI(LightningCLI):
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             check_trains_something(OmegaConf.create(_checkable(cfg)), self.datamodule)
         except (ValueError, TypeError) as err:  # the builders' and data modules' one-line checks
-            self._parser(self.subcommand).error(as_cli_message(_first_line(err)))
+            self._parser(self.subcommand).error(as_cli_message(one_line(err)))
 
     # --- subcommands --------------------------------------------------------------------------
     def fit(self, model: Classifier, datamodule: InMemoryDataModule | None = None, ckpt_path: str | None = None, **_: Any) -> None:
@@ -473,11 +482,6 @@ def _as_list(value: Any) -> list:
     if value is None or value is False or value is True:
         return []
     return list(value) if isinstance(value, list) else [value]
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _wandb_mode() -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 import re
 
+from jsonargparse import DefaultHelpFormatter
+
 _SUBCLASS_LIST = re.compile(r",?\s*known\s+subclasses:[^\n]*(?:\n {20,}[^\n]*)*")
 
 
@@ -75,19 +77,11 @@ def _trainer_options(body: str) -> str:
 DERIVED_FROM_DATA = ("in_channels", "num_classes", "image_size")
 
 
-def _formatter_class():
-    from jsonargparse import DefaultHelpFormatter
+class HelpFormatter(DefaultHelpFormatter):
+    """Marks the network arguments taken from the data module as such, not as "required"."""
 
-    class HelpFormatter(DefaultHelpFormatter):
-        """Marks the network arguments taken from the data module as such, not as "required"."""
-
-        def _get_help_string(self, action):
-            text = super()._get_help_string(action)
-            if action.dest.rsplit(".", 1)[-1] in DERIVED_FROM_DATA and ".net." in f".{action.dest}":
-                text = text.replace("(required, ", "(derived from the data module, ")
-            return text
-
-    return HelpFormatter
-
-
-HelpFormatter = _formatter_class()
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action)
+        if action.dest.rsplit(".", 1)[-1] in DERIVED_FROM_DATA and ".net." in f".{action.dest}":
+            text = text.replace("(required, ", "(derived from the data module, ")
+        return text

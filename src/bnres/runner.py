@@ -30,7 +30,7 @@ from bnres import _lightning, distributed
 from bnres.binding import check_folder, fingerprint, holds_previous_run, set_aside
 from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
 from bnres.checks import check_config, check_trains_something
-from bnres.errors import ConfigError, FolderConflict
+from bnres.errors import ConfigError, FolderConflict, one_line
 from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
 from bnres.module import Classifier
 from bnres.preemption import Preemption, last_checkpoint_path
@@ -122,7 +122,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
     except (ValueError, TypeError, InstantiationException) as err:
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
-        raise ConfigError(str(cause).splitlines()[0]) from None
+        raise ConfigError(one_line(cause)) from None
     ckpt_path = resume_checkpoint(cfg, output_dir, previous, run_fingerprint)
     if ckpt_path is None and is_launcher and holds_previous_run(output_dir, keep=_THIS_RUNS_FILES):
         # starting over (fresh=true, or nothing resumable): nothing of an earlier run may stay beside this one

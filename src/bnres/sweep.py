@@ -15,7 +15,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bnres.binding import SWEEP_LOCK, FolderLock
 from bnres.distributed.packing import slots_dir
+from bnres.errors import FolderConflict
 from bnres.record import is_set_aside, read_record
 
 log = logging.getLogger(__name__)
@@ -73,35 +75,21 @@ class SweepSummary(Callback):
     prints the status table and flags failures for the exit code."""
 
     def __init__(self) -> None:
-        self._lock_file = None
+        self._lock: FolderLock | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import fcntl
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        lock_file = open(sweep_dir / ".sweep.lock", "a+")
         try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or "another process"
-            lock_file.close()
+            self._lock = FolderLock(config.hydra.sweep.dir, "hydra.sweep.dir", name=SWEEP_LOCK, holder="sweep")
+        except FolderConflict as err:
             # Hydra turns exceptions raised in callbacks into warnings and goes on: exit instead
-            print(f"error: hydra.sweep.dir={sweep_dir} is in use by a running sweep ({holder}); wait for it, or choose another hydra.sweep.dir", file=sys.stderr, flush=True)
+            print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(f"pid {__import__('os').getpid()}\n")
-        lock_file.flush()
-        self._lock_file = lock_file
         atexit.register(self._release)  # also when a later start-up check exits with status 2
 
     def _release(self) -> None:
-        if self._lock_file is not None:
-            Path(self._lock_file.name).unlink(missing_ok=True)  # still held here: no other sweep owns it
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bnres import task
