@@ -62,6 +62,7 @@ def _refused(capsys, *argv: str) -> str:
         ("model=resnet18 depth=34", "depth=34 does not apply to resnet18, whose depth is 18"),
         ("model=resnet_cifar depth=21", "resnet_cifar depth=21 is not 6n+2"),
         ("lr=0.1,0.3", "lr=0.1,0.3 lists several values: add -m"),
+        ("optimzer.lr=0.05", "optimzer.lr is not a setting of this config (did you mean optimizer?) (top-level keys: bn,"),
         ("-m model=resnet18,plain18 model.bnn=false", "(did you mean model.bn?) (keys of model: _target_, in_channels, num_classes, image_size, bn, bn_placement, bn_impl, bn_momentum, bn_eps, shortcut, stem)"),
     ],
 )

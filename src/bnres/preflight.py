@@ -75,9 +75,14 @@ def _unknown_key(key: str, loader: Any, config_name: str, overrides: Sequence[st
         kept = [_first_value(o) for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
         try:
             cfg = loader.load_configuration(config_name, kept, run_mode=RunMode.RUN)
+            # the deepest part of the key that exists: a typo may sit in the parent (optimzer.lr)
+            parts = key.split(".")
+            depth = 0
+            while depth < len(parts) - 1 and isinstance(OmegaConf.select(cfg, ".".join(parts[: depth + 1])), DictConfig):
+                depth += 1
+            parent, leaf = ".".join(parts[:depth]), parts[depth]
             node = OmegaConf.select(cfg, parent) if parent else cfg
-            if isinstance(node, DictConfig):
-                keys = [k for k in node.keys() if parent or k != "hydra"]
+            keys = [k for k in node.keys() if parent or k != "hydra"]
         except Exception:  # noqa: BLE001 - the listing is a courtesy
             keys = []
     where = f"keys of {parent}" if parent else "top-level keys"
