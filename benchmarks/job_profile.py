@@ -74,7 +74,8 @@ def install() -> None:
     from pytorch_lightning.loops.evaluation_loop import _EvaluationLoop
     from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
 
-    from bnres import runner, sweep
+    from bnres.runs import runner
+    from bnres.runs import sweep_summary as sweep
     from bnres.data.base import InMemoryDataModule
 
     _patch(BasicSweeper, "sweep", "hydra: the whole multirun")
@@ -82,7 +83,7 @@ def install() -> None:
     _patch(ConfigLoaderImpl, "load_sweep_config", "hydra: compose a job's config")
     _patch(hydra_utils, "run_job", "job (Hydra's run_job)")
     _patch(hydra_utils, "_save_config", "  hydra: write .hydra/*.yaml")
-    _patch(runner, "run", "  bnres.runner.run")
+    _patch(runner, "run", "  bnres.runs.runner.run")
     _patch(runner, "resolved_config", "    resolve the config")
     _patch(pl, "seed_everything", "    seed_everything")
     runner.instantiate = _instantiate_by_target(runner.instantiate)
@@ -117,7 +118,8 @@ def main(overrides: list[str], log_path: Path | None = None) -> int:
     # what scripts/train.py imports, timed
     import hydra  # noqa: F401
 
-    from bnres import distributed, runner  # noqa: F401
+    from bnres import distributed  # noqa: F401
+    from bnres.runs import runner  # noqa: F401
 
     imports = time.perf_counter() - start
     install()

@@ -2,8 +2,8 @@
 
 It takes the very config a harness job gets and builds everything from the project's own pieces
 (``bnres.models`` through ``cfg.model``, the data module's tensors and batch loader, the optimizer
-and lr schedule of ``bnres.optim``, the divergence rule of ``bnres.callbacks``), seeds the way
-``bnres.runner`` does, and then runs the arithmetic of a training run and nothing else: the
+and lr schedule of ``bnres.training.optim``, the divergence rule of ``bnres.training.callbacks``), seeds the way
+``bnres.runs.runner`` does, and then runs the arithmetic of a training run and nothing else: the
 training steps, a validation pass every epoch, a divergence stop, a test pass at the end.
 
     python benchmarks/plain.py JOBS.json OUT.json   # a whole sweep, one job after another (benchmarks.sweep)
@@ -52,11 +52,11 @@ def train(cfg, epochs: int | None = None, *, test: bool = True, stop_on_divergen
     from hydra.utils import instantiate
     from lightning_fabric.utilities.seed import seed_everything
 
-    from bnres.callbacks import divergence_reason
+    from bnres.training.callbacks import divergence_reason
 
     epochs = int(cfg.trainer.max_epochs if epochs is None else epochs)
     device = device_of(cfg)
-    seed_everything(cfg.seed, workers=True, verbose=False)  # as bnres.runner: same initial weights
+    seed_everything(cfg.seed, workers=True, verbose=False)  # as bnres.runs.runner: same initial weights
     net = instantiate(cfg.model)
     data = instantiate(cfg.data)
     data.setup("fit")  # tensors on the CPU; moved below, as on_device does under the trainer

@@ -71,7 +71,7 @@ def sweep_jobs(overrides: list[str], work_dir: Path) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from bnres.runner import compose_config
+    from bnres.runs.runner import compose_config
 
     parser = OverridesParser.create()
     fixed = [o.input_line for o in parser.parse_overrides(list(overrides)) if not o.is_sweep_override()]
@@ -83,7 +83,7 @@ def sweep_jobs(overrides: list[str], work_dir: Path) -> list[list[str]]:
 
 def job_configs(jobs: list[list[str]], work_dir: Path) -> list[dict[str, Any]]:
     """Each job's resolved config, composed as ``scripts/train.py`` composes it."""
-    from bnres.runner import compose_config, resolved_config
+    from bnres.runs.runner import compose_config, resolved_config
 
     return [{"overrides": job, "config": resolved_config(compose_config(job, work_dir / f"compose-{i}"))} for i, job in enumerate(jobs)]
 
@@ -100,7 +100,7 @@ def _env(threads: int | None) -> dict[str, str]:
 
 def run_harness(overrides: list[str], sweep_dir: Path, log_path: Path, threads: int | None = None, jobs_at_once: int = 1) -> dict[str, Any]:
     """``scripts/train.py -m`` as a user runs it; wall seconds and each job's status and final val/acc."""
-    from bnres.sweep import sweep_statuses
+    from bnres.runs.sweep_summary import sweep_statuses
 
     launcher = [*PACKED, f"packing.jobs_per_gpu={jobs_at_once}"] if jobs_at_once > 1 else SERIAL
     cmd = [sys.executable, str(TRAIN_SCRIPT), "-m", *overrides, *launcher, f"hydra.sweep.dir={sweep_dir}"]

@@ -1,8 +1,8 @@
-"""Harness overhead benchmark: the same training run through ``bnres.runner.run`` and through a plain loop.
+"""Harness overhead benchmark: the same training run through ``bnres.runs.runner.run`` and through a plain loop.
 
 Both ways train the same network (same seed, same initial weights) on the same in-memory tensors
 with the same batch size, optimizer, lr schedule and precision. The harness way is a normal run:
-the config is composed from ``conf/train.yaml`` with Hydra and handed to :func:`bnres.runner.run`,
+the config is composed from ``conf/train.yaml`` with Hydra and handed to :func:`bnres.runs.runner.run`,
 so it gets the data module, the ``Classifier``, the configured callbacks, the loggers (W&B offline
 by default) and the checkpoints a user's run gets. The only addition is :class:`ThroughputProbe`,
 a callback that reads the clock a few times per epoch. The plain way is a hand-written PyTorch
@@ -148,10 +148,10 @@ except ImportError:  # pragma: no cover - Lightning is a dependency
 
 
 def harness_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int = 0) -> dict[str, Any]:
-    """One normal run through ``bnres.runner.run`` with a probe callback; per-epoch timings back."""
+    """One normal run through ``bnres.runs.runner.run`` with a probe callback; per-epoch timings back."""
     from omegaconf import open_dict
 
-    from bnres import runner
+    from bnres.runs import runner
 
     out = Path(work_dir) / f"harness-{repeat}"
     probe_path = out / "probe.json"
@@ -178,7 +178,7 @@ def harness_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int
 def raw_phase(overrides: list[str], epochs: int, work_dir: Path, repeat: int = 0) -> dict[str, Any]:
     """The same training written as a plain PyTorch loop (:func:`benchmarks.plain.train`): no Lightning,
     no metrics objects, no loggers; no loss read-backs for a divergence check, no test pass."""
-    from bnres.runner import compose_config
+    from bnres.runs.runner import compose_config
 
     cfg = compose_config(overrides, Path(work_dir) / f"raw-{repeat}")
     result = plain.train(cfg, epochs, test=False, stop_on_divergence=False)
@@ -366,7 +366,7 @@ def _ratio(a: list[float], b: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="Training throughput of the harness (bnres.runner.run) vs a plain PyTorch loop.")
+    p = argparse.ArgumentParser(description="Training throughput of the harness (bnres.runs.runner.run) vs a plain PyTorch loop.")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats (for tests: the figures mean nothing)")
     p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES), help="which cases (default: all)")
     p.add_argument("--devices", nargs="+", choices=("cpu", "gpu"), default=None, help="default: cpu, and gpu when CUDA is available")

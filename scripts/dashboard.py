@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 try:
-    from bnres.dashboard import layout, shared_overrides
+    from bnres.tracking.dashboard import layout, shared_overrides
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from bnres.dashboard import layout, shared_overrides
+    from bnres.tracking.dashboard import layout, shared_overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ Any one run (or benchmark case) is killed after 240 s.
 |---|---|---|---|
 | fast_path | ``scripts/train.py trainer=gpu trainer.precision=bf16-mixed channels_last=true compile=true trainer.benchmark=true``, ResNet-20, CIFAR-shaped synthetic data on the device with augmentation on the device, 3 epochs x 100 steps | record ``completed``, loss falling, the switches in the record | 90 s |
 | ddp | ``trainer=ddp trainer.devices=<every GPU> sync_batchnorm=true`` (one GPU: devices=1 through the DDP path), 3 x 100 steps per GPU | the same, and a log per rank | 40 s |
-| host_syncs | the fast path without compile, 2 x 50 steps, logging less often than the run is long, with ``bnres.host_sync.HostSyncCounter`` in the run's callbacks | host reads and synchronizing CUDA calls inside training steps: must be 0 | 30 s |
+| host_syncs | the fast path without compile, 2 x 50 steps, logging less often than the run is long, with ``bnres.training.host_sync.HostSyncCounter`` in the run's callbacks | host reads and synchronizing CUDA calls inside training steps: must be 0 | 30 s |
 | packed | ``-m hydra/launcher=packed`` on one GPU: 1, 4 and 8 ResNet-20 jobs at once (bf16, channels_last), 4 epochs x 40 steps each | every record ``completed`` with loss falling, N slots in use at once; images/s of N jobs together vs one | 110 s |
 | he_epoch | the He et al. recipe (``experiment=_he2016_cifar10``, ResNet-20; CIFAR-10 when it is in ``paths.data_dir``, else synthetic data of its size), warm-up epoch + 1 timed epoch, harness and plain loop | one epoch (validation in), x 164 = the full recipe | 40 s |
 | harness_vs_raw | ResNet-20 and ResNet-18 (small stem), CIFAR shape, batch 128, fp32 and bf16+channels_last+compile, harness vs plain loop side by side (the speed benchmark's machinery), 2 repeats | training images/s, ratio harness/plain, GPU peak memory | 150 s |
@@ -60,7 +60,7 @@ if str(SRC) not in sys.path:  # check the bnres of this checkout, whichever one 
 TRAIN = ROOT / "scripts" / "train.py"
 HE_EPOCHS = 164  # the recipe's trainer.max_epochs (conf/experiment/_he2016_cifar10.yaml)
 
-from bnres.record import read_record  # noqa: E402
+from bnres.runs.record import read_record  # noqa: E402
 
 
 def harness_benchmark():
@@ -330,7 +330,7 @@ def part_host_syncs(ctx: Context) -> dict[str, Any]:
         *net_args(s), *synthetic_args(s, s.sync_batches), f"trainer.max_epochs={s.sync_epochs}",
         "trainer.precision=bf16-mixed", "channels_last=true", "callbacks=default", "trainer.enable_progress_bar=true",
         "trainer.log_every_n_steps=1000", "callbacks.progress_bar.refresh_rate=1000", "divergence.check_every_n_steps=1000",
-        "+callbacks.host_sync._target_=bnres.host_sync.HostSyncCounter", f"+callbacks.host_sync.path={_q(counts)}",
+        "+callbacks.host_sync._target_=bnres.training.host_sync.HostSyncCounter", f"+callbacks.host_sync.path={_q(counts)}",
     ]
     skipped = []
     args += ["trainer=gpu", "trainer.benchmark=true"] if ctx.gpu else ["trainer=cpu"]
@@ -430,7 +430,7 @@ def _he_data(ctx: Context) -> tuple[list[str], str]:
         return synthetic, "synthetic (dry)"
     from hydra.utils import instantiate
 
-    from bnres.runner import compose_config
+    from bnres.runs.runner import compose_config
 
     cfg = compose_config(["experiment=_he2016_cifar10"], ctx.runs / "he_data_probe")
     try:
@@ -681,7 +681,7 @@ def summarize(parts: list[dict[str, Any]]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    from bnres.record import clean, write_atomic
+    from bnres.runs.record import clean, write_atomic
 
     report["summary"] = summarize(report["parts"])
     write_atomic(out / "gpu_check.json", json.dumps(clean(report), indent=2))

@@ -27,15 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 try:
     from bnres.analysis.wandb_run import add_wandb_args, log_analysis_run_from_args
-    from bnres.wandb_groups import reproduce_group
+    from bnres.tracking.wandb_groups import reproduce_group
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "src"))
     from bnres.analysis.wandb_run import add_wandb_args, log_analysis_run_from_args
-    from bnres.wandb_groups import reproduce_group
+    from bnres.tracking.wandb_groups import reproduce_group
 PRESETS = ("bn_lr", "depth", "bn_placement")
 # the lines of a sweep's output worth showing as progress: job starts (the CPU presets run two jobs at a
 # time: "packed job N: slot ..." is when job N starts), each job's end line with k/N and the time left
-# (bnres.progress), the final table, errors
+# (bnres.runs.progress), the final table, errors
 PROGRESS = re.compile(r"[Ll]aunching \d+ jobs|\t#\d+ : |packed job \d+: slot|^\[(\d+/\d+|\d+ done|job done)|^Sweep |^job |^---|^\d+\s+(completed|diverged|failed|running|invalid)|^error:")
 
 

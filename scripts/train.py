@@ -6,7 +6,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from bnres import preflight, task
+from bnres.runs import preflight
+from bnres.runs import task
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 

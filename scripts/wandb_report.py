@@ -17,11 +17,11 @@ from pathlib import Path
 
 try:
     from bnres.analysis.wandb_report import CPU_PRESETS, build_report, save_report
-    from bnres.wandb_groups import reproduce_group
+    from bnres.tracking.wandb_groups import reproduce_group
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from bnres.analysis.wandb_report import CPU_PRESETS, build_report, save_report
-    from bnres.wandb_groups import reproduce_group
+    from bnres.tracking.wandb_groups import reproduce_group
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -427,8 +427,8 @@ def test_example_sweep_ships_small_real_runs_the_harness_can_produce(tmp_path):
     assert len(records) == 48 and {r["status"] for r in records} <= {"completed", "diverged"}
     # made by the harness (tests/data/make_example_sweep.py): each job's overrides compose to a config
     # the harness accepts, and the record's config is that config
-    from bnres.checks import check_config
-    from bnres.runner import compose_config, resolved_config
+    from bnres.config.checks import check_config
+    from bnres.runs.runner import compose_config, resolved_config
 
     for overrides in sorted({tuple(o for o in r["overrides"] if not o.startswith("seed=")) for r in records}):
         cfg = compose_config(list(overrides), tmp_path / "job")

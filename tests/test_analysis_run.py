@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bnres.wandb_groups import ANALYSIS_JOB_TYPE, reproduce_group, sweep_group
+from bnres.tracking.wandb_groups import ANALYSIS_JOB_TYPE, reproduce_group, sweep_group
 from conftest import ROOT, run_script
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))

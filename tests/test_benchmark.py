@@ -99,7 +99,7 @@ def test_sweep_jobs_are_hydras_expansion_of_the_preset(tmp_path):
 
 
 def test_plain_loop_stops_a_diverging_run_like_the_harness(tmp_path):
-    from bnres.runner import compose_config
+    from bnres.runs.runner import compose_config
 
     cfg = compose_config(["experiment=bn_lr", "bn=false", "lr=10", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"], tmp_path)
     result = plain.train(cfg)

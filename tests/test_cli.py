@@ -14,11 +14,11 @@ from typing import get_args
 import pytest
 import yaml
 
-from bnres import optim
-from bnres.cli import SCHEDULES, BnresCLI
+from bnres.training import optim
+from bnres.cli.main import SCHEDULES, BnresCLI
 from bnres.models import MODEL_NAMES
 from bnres.models.zoo import ModelName
-from bnres.record import read_record
+from bnres.runs.record import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_CONF = ROOT / "conf" / "cli"
@@ -41,7 +41,7 @@ FAST = [
 def test_fit_in_process_writes_the_hydra_record(tmp_path):
     run_dir = tmp_path / "run"
     args = ["fit", *FAST, "--trainer.max_epochs", "2", "--trainer.logger", "false", "--trainer.default_root_dir", str(run_dir),
-            "--model.scheduler", "bnres.cli.CosineSchedule", "--model.optimizer.lr", "0.05", "--seed_everything", "1"]
+            "--model.scheduler", "bnres.cli.main.CosineSchedule", "--model.optimizer.lr", "0.05", "--seed_everything", "1"]
     cli = BnresCLI(args=args)
     record = cli.record
     assert record["status"] == "completed", record["error"]
@@ -61,7 +61,7 @@ def test_fit_in_process_writes_the_hydra_record(tmp_path):
     assert config["trainer"]["max_epochs"] == 2
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # as given: `bnres fit --config` reruns it
-    assert saved["model"]["scheduler"]["class_path"] == "bnres.cli.CosineSchedule" and saved["trainer"]["logger"] is False
+    assert saved["model"]["scheduler"]["class_path"] == "bnres.cli.main.CosineSchedule" and saved["trainer"]["logger"] is False
     assert not (run_dir / "wandb").exists()
     # the network got its shapes from the data module, and is the zoo's own class (checkpoints match Hydra's)
     assert type(cli.model.net).__name__ == "LeNet" and cli.model.net.input_shape == (1, 28, 28)
@@ -155,7 +155,7 @@ def test_cli_last_checkpoint_is_rewritten_when_val_acc_does_not_improve(tmp_path
     run_dir = tmp_path / "run"
     # no BN (running statistics would move) and lr ~ 0: val/acc stays the same, so best.ckpt is not rewritten
     args = ["fit", *FAST, "--trainer.max_epochs", "3", "--trainer.logger", "false", "--trainer.default_root_dir", str(run_dir),
-            "--model.optimizer.lr", "1e-30", "--model.scheduler", "bnres.cli.ConstantSchedule", "--model.net.bn", "false"]
+            "--model.optimizer.lr", "1e-30", "--model.scheduler", "bnres.cli.main.ConstantSchedule", "--model.net.bn", "false"]
     record = BnresCLI(args=args).record
     assert record["status"] == "completed", record["error"]
     import torch
@@ -186,7 +186,7 @@ def test_every_cli_default_is_the_hydra_default(make_cfg, capsys):
     for key, value in cfg.optimizer.items():
         if key not in ("_target_", "_partial_"):
             assert printed["model"]["optimizer"]["init_args"][key] == value, key
-    assert printed["model"]["scheduler"]["class_path"] == f"bnres.cli.{cfg.scheduler._target_.rsplit('.', 1)[1].capitalize()}Schedule"
+    assert printed["model"]["scheduler"]["class_path"] == f"bnres.cli.main.{cfg.scheduler._target_.rsplit('.', 1)[1].capitalize()}Schedule"
     for key, value in cfg.scheduler.items():
         if key not in ("_target_", "_partial_"):
             assert printed["model"]["scheduler"]["init_args"][key] == value, key
@@ -210,7 +210,7 @@ def test_every_cli_default_is_the_hydra_default(make_cfg, capsys):
 
 def test_cli_defaults_follow_an_edited_conf_tree(tmp_path):
     """By construction: change a default in conf/ and the CLI's default changes with it."""
-    from bnres.cli import hydra_defaults
+    from bnres.cli.main import hydra_defaults
 
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bnres.cli import main
+from bnres.cli.main import main
 
 
 def _help(capsys, monkeypatch, *args: str) -> str:
@@ -18,7 +18,7 @@ def _help(capsys, monkeypatch, *args: str) -> str:
 
 
 def test_network_help_marks_the_derived_arguments(capsys, monkeypatch):
-    text = _help(capsys, monkeypatch, "fit", "--model.net.help", "bnres.cli.Network").split("Help for", 1)[1]  # past the usage
+    text = _help(capsys, monkeypatch, "fit", "--model.net.help", "bnres.cli.main.Network").split("Help for", 1)[1]  # past the usage
     for key in ("in_channels", "num_classes", "image_size"):
         block = text.split(f"--model.net.{key} ", 1)[1].split("--model.net.", 1)[0]
         assert "derived from the data module" in block and "required" not in block, block

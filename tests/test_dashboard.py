@@ -22,8 +22,8 @@ import pytest
 
 from bnres.analysis import analyze
 from bnres.analysis.wandb_run import log_analysis_run
-from bnres.dashboard import layout, safe_name
-from bnres.wandb_groups import ANALYSIS_JOB_TYPE, sweep_group
+from bnres.tracking.dashboard import layout, safe_name
+from bnres.tracking.wandb_groups import ANALYSIS_JOB_TYPE, sweep_group
 from conftest import ROOT, TINY, run_script
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bnres import runner
-from bnres.checks import ConfigError
-from bnres.record import read_record
-from bnres.wandb_groups import sweep_group
+from bnres.runs import runner
+from bnres.config.checks import ConfigError
+from bnres.runs.record import read_record
+from bnres.tracking.wandb_groups import sweep_group
 from conftest import TINY, run_script
 
 TINY = [*TINY, "deterministic=true"]

@@ -13,10 +13,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from bnres import runner
-from bnres.callbacks import DivergenceMonitor, ProgressBar
-from bnres.host_sync import HostSyncCounter
-from bnres.module import Classifier, EpochMean
+from bnres.runs import runner
+from bnres.training.callbacks import DivergenceMonitor, ProgressBar
+from bnres.training.host_sync import HostSyncCounter
+from bnres.training.module import Classifier, EpochMean
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SMALL_CONV = ["model=resnet_cifar", "depth=8", "data=synthetic", "data.num_samples=256", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
@@ -145,7 +145,7 @@ def test_progress_bar_shows_the_step_loss_without_prog_bar_logging():
 def test_progress_bar_redraws_at_most_every_min_interval(monkeypatch):
     """Every refresh_rate batches, but not twice within min_interval_s; a loop's last batch always."""
     clock = [100.0]
-    monkeypatch.setattr("bnres.callbacks.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("bnres.training.callbacks.time.monotonic", lambda: clock[0])
     bar = ProgressBar(refresh_rate=2, min_interval_s=0.5)
     drawn = []
     for batch in range(1, 12):

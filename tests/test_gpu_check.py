@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from bnres.record import write_record
+from bnres.runs.record import write_record
 from conftest import ROOT, run_script
 
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
@@ -165,9 +165,9 @@ def test_every_gpu_run_composes_and_passes_the_config_checks(tmp_path, monkeypat
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from bnres import checks
-    from bnres.callbacks import DivergenceMonitor
-    from bnres.runner import compose_config
+    from bnres.config import checks
+    from bnres.training.callbacks import DivergenceMonitor
+    from bnres.runs.runner import compose_config
 
     calls = []
 

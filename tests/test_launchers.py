@@ -15,8 +15,8 @@ import pytest
 
 from bnres import distributed
 from bnres.distributed import packing
-from bnres.record import read_record
-from bnres.wandb_groups import sweep_group
+from bnres.runs.record import read_record
+from bnres.tracking.wandb_groups import sweep_group
 from conftest import TINY, run_script
 
 ENV = {"OMP_NUM_THREADS": "1"}

@@ -92,11 +92,11 @@ def test_wandb_logger_privates(tmp_path):
 
 
 def test_overridden_private_hooks_are_still_called():
-    # bnres.callbacks.ProgressBar overrides _should_update(current, total); Lightning's bar must still ask it
+    # bnres.training.callbacks.ProgressBar overrides _should_update(current, total); Lightning's bar must still ask it
     hook = getattr(TQDMProgressBar, _lightning.PROGRESS_BAR_SHOULD_UPDATE)
     assert list(inspect.signature(hook).parameters) == ["self", "current", "total"]
     assert f"self.{_lightning.PROGRESS_BAR_SHOULD_UPDATE}(" in inspect.getsource(TQDMProgressBar.on_train_batch_end)
-    # bnres.module.Classifier short-cuts the attribute Lightning sets around every hook
+    # bnres.training.module.Classifier short-cuts the attribute Lightning sets around every hook
     from pytorch_lightning.trainer import call
 
     assert hasattr(BoringModel(), _lightning.CURRENT_FX_NAME)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import wandb.util
 
-from bnres import runner
+from bnres.runs import runner
 
 
 def test_every_wandb_run_of_a_process_gets_the_same_requirements(make_cfg, tmp_path, monkeypatch):

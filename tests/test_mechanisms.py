@@ -8,9 +8,9 @@ import json
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from bnres import runner
+from bnres.runs import runner
 from bnres.analysis import analyze, mechanisms
-from bnres.runner import compose_config
+from bnres.runs.runner import compose_config
 
 from conftest import FAST
 

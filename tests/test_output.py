@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from bnres import _lightning, progress, quiet
+from bnres import _lightning
+from bnres.runs import progress
+from bnres.tracking import quiet
 from conftest import TINY, TRAIN_SCRIPT
 
 # what every run used to print (issue 17); none of it may come back
@@ -81,7 +83,7 @@ def test_litlogger_tip_is_dropped_and_lightnings_other_messages_kept():
 
 
 def test_wandb_logger_leaves_out_the_anonymous_argument(make_cfg):
-    from bnres.loggers import build_loggers
+    from bnres.tracking.loggers import build_loggers
 
     cfg = make_cfg("logger=wandb")
     (logger,) = build_loggers(cfg.logger, group="g", name="n")
@@ -151,7 +153,7 @@ def test_packed_sweep_prints_k_of_n_from_its_worker_processes(tmp_path):
 
 
 def test_cli_fit_is_quiet_and_ends_with_one_line(tmp_path, monkeypatch, capfd):
-    from bnres.cli import main
+    from bnres.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["bnres"])
     monkeypatch.setenv("WANDB_SILENT", "false")

@@ -67,7 +67,7 @@ def test_reproduce_runs_presets_then_analysis_and_skips_finished_runs_on_rerun(t
     first = run_script(args, cwd=ROOT, script=script, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Claim 1" in first.stdout and "Claim 2" in first.stdout  # verdicts printed (inconclusive here)
-    # each job's end line comes through, with k/N (bnres.progress)
+    # each job's end line comes through, with k/N (bnres.runs.progress)
     assert re.search(r"\] \[1/4 · ~.* left\] (completed|diverged) · ", first.stdout), first.stdout
     assert re.search(r"\] \[4/4\] (completed|diverged) · ", first.stdout), first.stdout
     records = sorted((tmp_path / "cpu" / "bn_placement").glob("*/result.json"))

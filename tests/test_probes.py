@@ -1,4 +1,4 @@
-"""Mechanism probes (bnres.probes): the statistics are what a hand-written forward computes, BN and no-BN nets
+"""Mechanism probes (bnres.training.probes): the statistics are what a hand-written forward computes, BN and no-BN nets
 are measured at the same positions, and the landscape probe leaves training exactly as it was."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from bnres import runner
+from bnres.runs import runner
 from bnres.models import BNPosition, LeNet, plain_cifar, resnet_cifar
-from bnres.module import Classifier
-from bnres.probes import LandscapeProbe, LayerProbe, bn_positions, landscape_along_gradient, layer_statistics, weight_layers
+from bnres.training.module import Classifier
+from bnres.training.probes import LandscapeProbe, LayerProbe, bn_positions, landscape_along_gradient, layer_statistics, weight_layers
 
 
 def _batch(seed: int = 0, n: int = 16, size: int = 28):
@@ -170,7 +170,7 @@ def test_probes_in_the_record_of_a_real_run(make_cfg, tmp_path):
 
 
 def test_bad_probe_settings_are_one_line_errors(make_cfg):
-    from bnres.checks import ConfigError
+    from bnres.config.checks import ConfigError
 
     with pytest.raises(ConfigError, match="probes.every_n_steps=0"):
         runner.run(make_cfg("probes=layers", "probes.every_n_steps=0"))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bnres import runner
-from bnres.checks import ConfigError
+from bnres.runs import runner
+from bnres.config.checks import ConfigError
 from conftest import ROOT, TRAIN_SCRIPT, run_script
 
 SMALL = ["trainer.enable_progress_bar=false", "logger=csv", "data.batch_size=256"]

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from bnres import runner
-from bnres.checks import ConfigError
-from bnres.record import read_record
+from bnres.runs import runner
+from bnres.config.checks import ConfigError
+from bnres.runs.record import read_record
 
 CIFAR_SHAPED = ("resnet_cifar", "plain_cifar", "resnet18", "plain18", "resnet34", "plain34")
 
@@ -119,7 +119,7 @@ def test_bad_model_arguments_are_config_errors(make_cfg, overrides, message, tmp
 
 
 def test_failure_is_recorded_not_raised(make_cfg, monkeypatch):
-    from bnres.module import Classifier
+    from bnres.training.module import Classifier
 
     def boom(self, batch, batch_idx):
         raise RuntimeError("injected failure")

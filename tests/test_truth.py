@@ -1,5 +1,5 @@
 """Every record tells the truth: one definition of each setting, checked before any work, and each folder,
-checkpoint and W&B run bound to the config it was trained with (bnres.checks, bnres.preflight, bnres.binding)."""
+checkpoint and W&B run bound to the config it was trained with (bnres.config.checks, bnres.runs.preflight, bnres.runs.binding)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 import torch
 import yaml
 
-from bnres import preflight, runner
-from bnres.binding import FolderLock, differences, fingerprint, trained_settings
-from bnres.callbacks import ConfigFingerprint
-from bnres.cli import BnresCLI
+from bnres.runs import preflight
+from bnres.runs import runner
+from bnres.runs.binding import FolderLock, differences, fingerprint, trained_settings
+from bnres.training.callbacks import ConfigFingerprint
+from bnres.cli.main import BnresCLI
 from bnres.errors import ConfigError, FolderConflict
-from bnres.record import read_record
+from bnres.runs.record import read_record
 from conftest import ROOT, TINY, run_script
 
 CONF = str(ROOT / "conf")

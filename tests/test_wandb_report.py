@@ -18,7 +18,7 @@ except Exception as exc:  # noqa: BLE001 -- any import failure means "cannot tes
     pytest.skip(f"wandb_workspaces.reports.v2 does not import: {exc}", allow_module_level=True)
 
 from bnres.analysis.wandb_report import CPU_PRESETS, build_report, report_keys
-from bnres.wandb_groups import reproduce_group
+from bnres.tracking.wandb_groups import reproduce_group
 from conftest import TINY, run_script
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
-"""``python -m bnres fit|validate|test|predict ...``: the Lightning CLI (see :mod:`bnres.cli`)."""
+"""``python -m bnres fit|validate|test|predict ...``: the Lightning CLI (see :mod:`bnres.cli.main`)."""
 
 import sys
 
-from bnres.cli import main
+from bnres.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,9 +5,9 @@ the next minor release, and ``tests/test_lightning_internals.py`` fails when an 
 renames any of them, naming which. Code elsewhere goes through this module instead of reaching into
 Lightning's objects. Two uses cannot be wrapped, only named here and tested:
 
-* ``bnres.callbacks.ProgressBar`` overrides ``TQDMProgressBar._should_update(current, total)``
+* ``bnres.training.callbacks.ProgressBar`` overrides ``TQDMProgressBar._should_update(current, total)``
   (:data:`PROGRESS_BAR_SHOULD_UPDATE`), Lightning's test for redrawing the bar;
-* ``bnres.module.Classifier.__setattr__`` short-cuts ``LightningModule._current_fx_name``
+* ``bnres.training.module.Classifier.__setattr__`` short-cuts ``LightningModule._current_fx_name``
   (:data:`CURRENT_FX_NAME`), which Lightning sets around every hook call;
 * ``bnres.distributed.ranks.HydraJobLauncher`` subclasses :data:`SubprocessScriptLauncher`: it
   overrides ``launch`` and ``_call_children_scripts`` and uses ``_check_can_spawn_children``,

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bnres.record import FINISHED
+from bnres.runs.record import FINISHED
 
 #: metrics summarised, with their display names
 METRICS = {"final_val_acc": "final val acc", "final_train_loss": "final train loss"}

@@ -1,4 +1,4 @@
-"""Why the claims hold: the mechanism probes of the records (``probes`` field, :mod:`bnres.probes`) as figures
+"""Why the claims hold: the mechanism probes of the records (``probes`` field, :mod:`bnres.training.probes`) as figures
 in the style of the papers' own, and a "Mechanisms" section for ``claims.md``.
 
 Figures (PNG, written only when the records hold their data):
@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from bnres.analysis.records import records_to_runs
 from bnres.analysis.verdicts import run_trains
-from bnres.record import FINISHED
+from bnres.runs.record import FINISHED
 
 DPI = 120
 BN_COLORS = {True: "tab:blue", False: "tab:orange"}
@@ -316,7 +316,7 @@ def _scope(group: pd.DataFrame) -> str:
 def mechanisms_markdown(numbers: dict[str, Any], figures: dict[str, Path] | None = None) -> str:
     """The "Mechanisms" section of ``claims.md``: what was measured, with the spread over seeds."""
     parts = ["## Mechanisms", "",
-             "Measured by the probes (`probes=...`, `bnres.probes`) of the same runs: values are mean [min, max] "
+             "Measured by the probes (`probes=...`, `bnres.training.probes`) of the same runs: values are mean [min, max] "
              "over seeds. These are measurements that explain the verdicts above, not verdicts.", ""]
     if not numbers:
         return "\n".join(parts + ["No run of these sweeps recorded probes (run them with `probes=all`).", ""])

@@ -34,7 +34,7 @@ from bnres.analysis.verdicts import (
     run_trains,
     select_lr_sweep_runs,
 )
-from bnres.record import FINISHED
+from bnres.runs.record import FINISHED
 
 BN_COLORS = {True: "tab:blue", False: "tab:orange"}
 FAMILY_COLORS = {False: "tab:red", True: "tab:green"}  # residual? -> colour

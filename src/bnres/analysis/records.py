@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from bnres.record import FINISHED, RECORD_NAME, STATUSES, is_set_aside  # FINISHED: runs that ended, the only evidence
+from bnres.runs.record import FINISHED, RECORD_NAME, STATUSES, is_set_aside  # FINISHED: runs that ended, the only evidence
 
 #: metric keys of the record's ``final``/``best`` blocks and their column suffixes
 METRIC_KEYS = {

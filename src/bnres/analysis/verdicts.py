@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bnres.record import FINISHED
+from bnres.runs.record import FINISHED
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"

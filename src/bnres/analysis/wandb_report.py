@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bnres.wandb_groups import ANALYSIS_JOB_TYPE
+from bnres.tracking.wandb_groups import ANALYSIS_JOB_TYPE
 
 PLAIN_MODELS = ["plain_cifar", "plain18", "plain34"]
 RESIDUAL_MODELS = ["resnet_cifar", "resnet18", "resnet34"]

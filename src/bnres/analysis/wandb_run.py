@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from bnres.wandb_groups import ANALYSIS_JOB_TYPE, sweep_group
-from bnres.wandb_local import job_run_dirs, run_record
+from bnres.tracking.wandb_groups import ANALYSIS_JOB_TYPE, sweep_group
+from bnres.tracking.wandb_local import job_run_dirs, run_record
 
 DEFAULT_PROJECT = "bnres"
 

@@ -2,7 +2,7 @@
 
 * :mod:`~bnres.distributed.ranks` — DDP's ranks > 0 started as single runs of the Hydra job they belong to
   (:class:`HydraJobLauncher`, put in place by :func:`prepare_trainer`).
-* :mod:`~bnres.distributed.job` — :func:`job_scope` wraps every job (``bnres.task.train_task``): afterwards it waits
+* :mod:`~bnres.distributed.job` — :func:`job_scope` wraps every job (``bnres.runs.task.train_task``): afterwards it waits
   for the job's rank processes, destroys the process group and restores the variables DDP set, so the next
   job of a sweep starts clean and picks a fresh port.
 * :mod:`~bnres.distributed.packing` — ``hydra/launcher=packed``: several jobs at once, each pinned to its GPU(s).

@@ -27,7 +27,7 @@ DEVICES_ENV = "BNRES_PACKED_DEVICES"
 
 
 def slots_dir(sweep_dir: str | Path) -> Path:
-    """Where a packed sweep's slot locks live (removed when the sweep ends: ``bnres.sweep``)."""
+    """Where a packed sweep's slot locks live (removed when the sweep ends: ``bnres.runs.sweep_summary``)."""
     return Path(str(sweep_dir)) / ".slots"
 
 def _count(value: Any, what: str) -> int:

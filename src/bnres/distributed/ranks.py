@@ -4,7 +4,7 @@ Lightning's own launcher starts ranks > 0 by re-running ``sys.argv`` (Lightning 
 lightning-hydra-template #393): inside a multirun that re-runs the *whole sweep* (``-m`` and all) in every
 rank, and inside a joblib, submitit or Ray worker ``sys.argv`` is not even the training script.
 :class:`HydraJobLauncher` starts every other rank of this job as a single run
-(``python -c 'from bnres.task import rank_main; rank_main()'``) with the job's own config source,
+(``python -c 'from bnres.runs.task import rank_main; rank_main()'``) with the job's own config source,
 config name and overrides, and ``hydra.run.dir`` set to the job's folder: all ranks of a job share its
 folder, and only rank 0 writes the record and the W&B run. :func:`prepare_trainer` puts it in place of
 Lightning's; ``runner.run`` calls it for every trainer.
@@ -76,7 +76,7 @@ def rank_command(local_rank: int) -> tuple[list[str], str]:
         f"hydra.job.name={hc.job.name}_rank{local_rank}",  # each rank logs to <job dir>/<name>_rank<k>.log
         f"hydra.job.chdir={str(bool(hc.job.chdir)).lower()}",
     ]
-    code = "from bnres.task import rank_main; rank_main()"
+    code = "from bnres.runs.task import rank_main; rank_main()"
     return [sys.executable, "-c", code, *args, *overrides], str(hc.runtime.cwd)
 
 

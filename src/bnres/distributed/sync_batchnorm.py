@@ -2,7 +2,7 @@
 
 torch's ``SyncBatchNorm`` refuses CPU modules, so under gloo the BN layers become :class:`GlobalBatchNorm`
 (same statistics and gradients). The from-scratch BN is never converted: ``sync_batchnorm=true`` with
-``bn_impl=scratch`` is a config error (``bnres.checks``).
+``bn_impl=scratch`` is a config error (``bnres.config.checks``).
 """
 
 from __future__ import annotations

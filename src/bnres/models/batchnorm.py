@@ -149,7 +149,7 @@ class BNPosition(nn.Identity):
     """Where a BN layer sits when ``bn=True``, in a network built with ``bn=False``: an identity.
 
     It has no parameters or buffers (state_dict keys are unchanged) and carries the BN layer's name
-    (``bn1``, ``layer1.0.bn2``, ...), so probes (``bnres.probes``) measure BN and no-BN networks at the
+    (``bn1``, ``layer1.0.bn2``, ...), so probes (``bnres.training.probes``) measure BN and no-BN networks at the
     same positions.
     """
 

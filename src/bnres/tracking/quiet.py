@@ -3,12 +3,12 @@
 Every run printed the same noise that says nothing about the run: torch's deprecation of ``LeafSpec``
 raised from inside Lightning, Lightning's advertisement for ``litlogger``, W&B's warning about the
 ``anonymous`` argument that Lightning's ``WandbLogger`` always passes, and W&B's multi-line history and
-summary after every job (the run's outcome is the one line of :mod:`bnres.progress`; its W&B run is
+summary after every job (the run's outcome is the one line of :mod:`bnres.runs.progress`; its W&B run is
 still announced where it starts, and ``wandb leet`` shows it). Nothing else is filtered: any other
 warning, and these ones raised from other places, still show. ``WANDB_QUIET=false`` brings W&B's
 summary back.
 
-:func:`install` is idempotent; the Hydra callback of :mod:`bnres.progress` calls it in every process
+:func:`install` is idempotent; the Hydra callback of :mod:`bnres.runs.progress` calls it in every process
 that runs a job (joblib workers too), and ``bnres`` (the CLI) at its start.
 """
 

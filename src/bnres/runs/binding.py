@@ -31,7 +31,7 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, OmegaConf
 
 from bnres.errors import FolderConflict
-from bnres.record import read_record
+from bnres.runs.record import read_record
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def set_aside(folder: Path | str, keep: Iterable[str] = (), reason: str = "") ->
 # --- folder locks ----------------------------------------------------------------------------------
 class FolderLock:
     """An exclusive ``flock`` on ``folder/<name>``, held while a single run (``.run.lock``) or a sweep
-    (``.sweep.lock``, ``bnres.sweep``) works in ``folder``; the OS drops it when the process dies.
+    (``.sweep.lock``, ``bnres.runs.sweep_summary``) works in ``folder``; the OS drops it when the process dies.
     :meth:`release` removes the file."""
 
     def __init__(self, folder: Path | str, key: str, name: str = RUN_LOCK, holder: str = "job") -> None:

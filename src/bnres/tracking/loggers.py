@@ -8,7 +8,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from bnres import quiet
+from bnres.tracking import quiet
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ own loggers (``pytorch_lightning``, ``lightning_fabric``) a handler of their own
 :class:`JobLog` (a Hydra callback, ``conf/hydra/default.yaml``) hands them back to the root logger
 when each job starts — after Hydra has configured that job's logging, in whichever process runs the
 job — so they land in the job's ``train.log`` and, through Hydra's console handler, on the terminal
-as before. It also installs :mod:`bnres.quiet`'s filters in that process.
+as before. It also installs :mod:`bnres.tracking.quiet`'s filters in that process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bnres import quiet
+from bnres.tracking import quiet
 
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning")
 
@@ -36,7 +36,7 @@ def route_lightning_logs() -> None:
 
 
 class JobLog(Callback):
-    """Hydra callback: :func:`route_lightning_logs` and :func:`bnres.quiet.install` for every job."""
+    """Hydra callback: :func:`route_lightning_logs` and :func:`bnres.tracking.quiet.install` for every job."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         quiet.install()

@@ -1,6 +1,6 @@
 """The Hydra task function of ``scripts/train.py`` (and of DDP ranks > 0), and the process's exit status.
 
-Above :mod:`bnres.runner` (one job) and :mod:`bnres.distributed` (ranks, packing): both are called from
+Above :mod:`bnres.runs.runner` (one job) and :mod:`bnres.distributed` (ranks, packing): both are called from
 here, and neither imports this module.
 """
 
@@ -12,10 +12,10 @@ import traceback
 
 from omegaconf import DictConfig
 
-from bnres import runner
+from bnres.runs import runner
 from bnres.distributed import job_scope
 from bnres.errors import ConfigError
-from bnres.record import new_record, write_record
+from bnres.runs.record import new_record, write_record
 
 log = logging.getLogger(__name__)
 

@@ -119,7 +119,7 @@ class Classifier(pl.LightningModule):
                 getattr(metric, state_name).copy_(value if rank_zero else torch.zeros_like(value))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A checkpoint saved at a signal (bnres.preemption) is part-way through an epoch: it keeps the
+        # A checkpoint saved at a signal (bnres.runs.preemption) is part-way through an epoch: it keeps the
         # epoch's training sums so far, so the resumed run reports the mean over all of that epoch's
         # batches, as an uninterrupted run does. End-of-epoch checkpoints leave them out: the next
         # epoch starts from zero.
@@ -174,7 +174,7 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(batch, "train")
         if self._logging_step():
-            # per-step curve for dashboards (and the progress bar: bnres.callbacks.ProgressBar), logged
+            # per-step curve for dashboards (and the progress bar: bnres.training.callbacks.ProgressBar), logged
             # only on the steps whose values Lightning sends to the loggers. Not prog_bar=True:
             # Lightning converts progress-bar values to Python numbers after every step, a host sync.
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)

@@ -62,7 +62,7 @@ def new_record(overrides: list[str], config: dict[str, Any] | None, **fields: An
         "status": "running", "overrides": overrides, "config": config, "final": {}, "best": {}, "history": [],
         "num_params": None, "wall_time_s": None, "train_images_per_s": None, "diverged_at_step": None,
         "error": None, "resumed_from": None, "wandb_id": None, "fingerprint": None,
-        "probes": None,  # bnres.probes measurements (probes=layers|landscape|all), else null
+        "probes": None,  # bnres.training.probes measurements (probes=layers|landscape|all), else null
     }
     record.update(fields)
     return record

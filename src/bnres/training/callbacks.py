@@ -233,7 +233,7 @@ class HistoryRecorder(pl.Callback):
 
 
 class ConfigFingerprint(pl.Callback):
-    """Stamps every checkpoint with the run's config fingerprint (``bnres.binding``), so a run resumes only
+    """Stamps every checkpoint with the run's config fingerprint (``bnres.runs.binding``), so a run resumes only
     from a checkpoint of its own config."""
 
     KEY = "bnres_config_fingerprint"

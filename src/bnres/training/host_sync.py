@@ -11,7 +11,7 @@ validation (or the epoch's end) and records
 Used by ``tests/test_fast_path.py`` (on CPU, added to the trainer) and ``scripts/gpu_check.py`` (on the
 GPU, through the run's config, so a real ``scripts/train.py`` run is watched)::
 
-    python scripts/train.py ... +callbacks.host_sync._target_=bnres.host_sync.HostSyncCounter \\
+    python scripts/train.py ... +callbacks.host_sync._target_=bnres.training.host_sync.HostSyncCounter \\
         +callbacks.host_sync.path=host_syncs.json
 """
 
@@ -140,6 +140,6 @@ class HostSyncCounter(pl.Callback):
 
 
 def measuring_step(trainer, step: int) -> bool:
-    """Whether a callback with a ``cadence`` (the mechanism probes, ``bnres.probes``) measures at ``step``:
+    """Whether a callback with a ``cadence`` (the mechanism probes, ``bnres.training.probes``) measures at ``step``:
     those steps read their numbers back, once."""
     return any(c.cadence.due(step) for c in trainer.callbacks if hasattr(c, "cadence"))

@@ -31,8 +31,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnres.wandb_groups import ANALYSIS_JOB_TYPE
-from bnres.wandb_local import run_dirs, run_file, run_record
+from bnres.tracking.wandb_groups import ANALYSIS_JOB_TYPE
+from bnres.tracking.wandb_local import run_dirs, run_file, run_record
 
 DEFAULT_DASHBOARD_SUBDIR = "dashboard"
 #: marks a folder as built by :func:`layout`, so a rebuild may clear it
@@ -139,4 +139,4 @@ def _clear(out_dir: Path) -> None:
             if item.name.startswith("run-") and item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)  # only symlinks inside: the runs they point to are untouched
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MARKER).write_text("built by bnres.dashboard (scripts/dashboard.py): symlinks to W&B runs; safe to delete\n")
+    (out_dir / MARKER).write_text("built by bnres.tracking.dashboard (scripts/dashboard.py): symlinks to W&B runs; safe to delete\n")

@@ -2,12 +2,12 @@
 
 ``scripts/train.py`` calls :func:`check_command_line` before Hydra starts. It composes the config as
 Hydra will (every job of a ``-m`` sweep, the preset's sweep grid included) and checks each job
-(``bnres.checks.check_job``). Hydra's own refusals (an unknown option of a group, an unknown key, an
+(``bnres.config.checks.check_job``). Hydra's own refusals (an unknown option of a group, an unknown key, an
 override that does not parse) become the same one-line ``error:`` as the project's checks. Any bad
 job stops the whole command with exit status 2 before the first job starts.
 
 :class:`FolderGuard` (a Hydra callback, ``conf/hydra/default.yaml``) then binds folders to configs at
-the start of a run or sweep, before Hydra writes into a job folder (``bnres.binding``): a folder of
+the start of a run or sweep, before Hydra writes into a job folder (``bnres.runs.binding``): a folder of
 another config is refused, ``fresh=true`` sets the old contents aside, a single run's folder is locked.
 """
 
@@ -22,8 +22,8 @@ from typing import Any, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bnres.binding import FolderLock, check_folder, holds_previous_run, set_aside
-from bnres.checks import check_job
+from bnres.runs.binding import FolderLock, check_folder, holds_previous_run, set_aside
+from bnres.config.checks import check_job
 from bnres.errors import ConfigError, one_line
 
 # set by bnres.distributed in DDP ranks > 0: they run inside the folder rank 0 holds
@@ -185,7 +185,7 @@ def check_command_line(argv: Sequence[str], config_dir: str, config_name: str = 
 
 # --- the Hydra callback ---------------------------------------------------------------------------
 class FolderGuard(Callback):
-    """Binds run folders to their configs before Hydra writes into them (see ``bnres.binding``)."""
+    """Binds run folders to their configs before Hydra writes into them (see ``bnres.runs.binding``)."""
 
     def __init__(self) -> None:
         self._lock: FolderLock | None = None

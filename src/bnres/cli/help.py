@@ -35,7 +35,7 @@ def overview(prog: str) -> str:
         *(f"  --model.net.{opt:<9} for {takers(opt)} only (null: the network's default)" for opt in ("depth", "width", "activation", "stem", "shortcut")),
         "  derived, never given: model.net in_channels, num_classes, image_size and model.num_classes (from the",
         "                        data module); data.shuffle_seed (from --seed_everything)",
-        f"  one class's options:  {prog} --model.net.help bnres.cli.Network | --data.help MNIST5kDataModule |",
+        f"  one class's options:  {prog} --model.net.help bnres.cli.main.Network | --data.help MNIST5kDataModule |",
         "                        --model.optimizer.help torch.optim.SGD | --trainer.callbacks.help ModelCheckpoint",
         "  defaults: those of conf/train.yaml (bnres fit --print_config shows them all)",
     ]
@@ -73,7 +73,7 @@ def _trainer_options(body: str) -> str:
     return "\n".join(kept)
 
 
-#: the network's arguments the CLI links from the data module (bnres.cli: parser.link_arguments)
+#: the network's arguments the CLI links from the data module (bnres.cli.main: parser.link_arguments)
 DERIVED_FROM_DATA = ("in_channels", "num_classes", "image_size")
 
 

@@ -15,10 +15,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from bnres.binding import SWEEP_LOCK, FolderLock
+from bnres.runs.binding import SWEEP_LOCK, FolderLock
 from bnres.distributed.packing import slots_dir
 from bnres.errors import FolderConflict
-from bnres.record import is_set_aside, read_record
+from bnres.runs.record import is_set_aside, read_record
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class SweepSummary(Callback):
             self._lock = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from bnres import task
+        from bnres.runs import task
 
         self._release()
         sweep_dir = Path(config.hydra.sweep.dir)

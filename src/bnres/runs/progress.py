@@ -26,7 +26,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bnres.record import RECORD_NAME, read_record
+from bnres.runs.record import RECORD_NAME, read_record
 
 PROGRESS_FILE = ".sweep.progress"
 
@@ -73,7 +73,7 @@ def end_line(record: dict[str, Any] | None, record_path: Path, wall_s: float, sk
 
 def sweep_size(config: DictConfig) -> int | None:
     """Number of jobs of the sweep as Hydra's basic sweeper expands its overrides (``None`` for other sweepers)."""
-    from bnres.preflight import sweep_overrides
+    from bnres.runs.preflight import sweep_overrides
 
     try:
         jobs = sweep_overrides(config)

@@ -4,7 +4,7 @@
 always one of: a ``result.json`` saying ``completed`` or ``diverged`` (exit 0), one saying
 ``failed`` with the error (the sweep goes on; non-zero exit at the end), one saying ``preempted``
 when a signal stopped it (checkpoint saved; the process exits or is requeued, see
-``bnres.preemption``), or, for bad input, one clear line and no record at all.
+``bnres.runs.preemption``), or, for bad input, one clear line and no record at all.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from bnres import _lightning, distributed
-from bnres.binding import check_folder, fingerprint, holds_previous_run, set_aside
-from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
-from bnres.checks import check_config, check_trains_something
+from bnres.runs.binding import check_folder, fingerprint, holds_previous_run, set_aside
+from bnres.training.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
+from bnres.config.checks import check_config, check_trains_something
 from bnres.errors import ConfigError, FolderConflict, one_line
-from bnres.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
-from bnres.module import Classifier
-from bnres.preemption import Preemption, last_checkpoint_path
-from bnres.probes import probe_results
-from bnres.record import FINISHED, final_and_best, new_record, read_record, write_record
-from bnres.wandb_groups import sweep_group
+from bnres.tracking.loggers import build_loggers, finish_active_wandb_run, wandb_loggers
+from bnres.training.module import Classifier
+from bnres.runs.preemption import Preemption, last_checkpoint_path
+from bnres.training.probes import probe_results
+from bnres.runs.record import FINISHED, final_and_best, new_record, read_record, write_record
+from bnres.tracking.wandb_groups import sweep_group
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _SIZE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_", "hydr
 
 
 # the repository's config tree (src layout: the package is installed editable from the checkout)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 
 def compose_config(overrides: list[str], output_dir: Path | str, config_dir: Path | str = CONF_DIR) -> DictConfig:
@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     previous = read_record(output_dir)
     fresh = bool(cfg.get("fresh", False))
     if not fresh:
-        # also checked before Hydra writes into the folder (bnres.preflight.FolderGuard); this catches other callers
+        # also checked before Hydra writes into the folder (bnres.runs.preflight.FolderGuard); this catches other callers
         check_folder(output_dir, cfg, f"{output_dir}")
     if previous and previous.get("status") in FINISHED and not fresh:
         log.info("%s already %s: skipped (fresh=true reruns it)", output_dir, previous["status"])
@@ -219,7 +219,7 @@ def load_checkpoint(path: Path, key: str) -> dict:
 
 
 def check_checkpoint(path: Path, checkpoint: dict, run_fingerprint: str, key: str) -> None:
-    """A run resumes only from a checkpoint of its own config (``bnres.binding``)."""
+    """A run resumes only from a checkpoint of its own config (``bnres.runs.binding``)."""
     found = checkpoint.get(ConfigFingerprint.KEY)
     if found != run_fingerprint:
         what = f"config fingerprint {found}" if found else "no config fingerprint (an older bnres)"
@@ -273,7 +273,7 @@ def fit_and_record(
                 results = trainer.test(module, datamodule=datamodule, verbose=False)
                 test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
             record["status"] = "completed"
-    except SIGTERMException:  # a signal stopped it, last.ckpt saved (bnres.preemption): resumable
+    except SIGTERMException:  # a signal stopped it, last.ckpt saved (bnres.runs.preemption): resumable
         record["status"] = "preempted"
         preemption = next((c for c in trainer.callbacks if isinstance(c, Preemption) and c.stopped), None)
         record["error"] = preemption.describe(trainer) if preemption else f"stopped by SIGTERM at step {trainer.global_step}"

@@ -2,17 +2,17 @@
 
 The same pieces as the Hydra entry point (``scripts/train.py``), parsed by ``LightningCLI``/jsonargparse:
 
-* ``model``: :class:`bnres.module.Classifier`; its network is picked by name with
+* ``model``: :class:`bnres.training.module.Classifier`; its network is picked by name with
   ``--model.net.name plain_cifar --model.net.depth 56 --model.net.bn false`` (:func:`bnres.models.zoo.network`,
   typed, so a bad name or placement is a parse error); ``in_channels``/``num_classes``/``image_size`` come from
   the data module. Optimizer: ``--model.optimizer torch.optim.SGD --model.optimizer.lr 0.05``; schedule:
-  ``--model.scheduler bnres.cli.CosineSchedule`` (the ``bnres.optim`` schedules, told the run's length).
+  ``--model.scheduler bnres.cli.main.CosineSchedule`` (the ``bnres.training.optim`` schedules, told the run's length).
 * ``data``: any ``bnres.data`` module (default ``MNIST5kDataModule``, offline), e.g. ``--data SyntheticDataModule``
   or ``--data TorchvisionDataModule --data.name cifar10``.
 * ``trainer``: Lightning's Trainer. The run folder is ``--trainer.default_root_dir`` (default
   ``outputs/cli/<timestamp>``); ``result.json``, ``config.yaml``, ``checkpoints/`` and the W&B run
   (offline unless ``WANDB_MODE=online``) are written there.
-* ``fit`` goes through :func:`bnres.runner.fit_and_record`, so it writes the same ``result.json`` as a Hydra run
+* ``fit`` goes through :func:`bnres.runs.runner.fit_and_record`, so it writes the same ``result.json`` as a Hydra run
   (with the same divergence detection and history) and analysis reads both.
 
 Defaults mirror ``conf/train.yaml`` (LeNet with BN on the 5k MNIST digits, SGD lr 0.1, cosine schedule,
@@ -37,25 +37,27 @@ from omegaconf import OmegaConf
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from torch.optim import Optimizer
 
-from bnres import optim, progress, quiet
-from bnres.binding import FolderLock, check_folder, fingerprint
-from bnres.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
-from bnres.checks import UINT32_MAX, check_config, check_trains_something
+from bnres.training import optim
+from bnres.runs import progress
+from bnres.tracking import quiet
+from bnres.runs.binding import FolderLock, check_folder, fingerprint
+from bnres.training.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
+from bnres.config.checks import UINT32_MAX, check_config, check_trains_something
 from bnres.errors import ConfigError, one_line
 from bnres.data import InMemoryDataModule
-from bnres.loggers import finish_active_wandb_run
+from bnres.tracking.loggers import finish_active_wandb_run
 from bnres.models import BUILDERS
 from bnres.models.zoo import network
-from bnres.module import Classifier
-from bnres.preemption import Preemption, checkpoint_dir
-from bnres.record import RECORD_NAME
-from bnres.runner import check_checkpoint, fit_and_record, load_checkpoint, run_name
+from bnres.training.module import Classifier
+from bnres.runs.preemption import Preemption, checkpoint_dir
+from bnres.runs.record import RECORD_NAME
+from bnres.runs.runner import check_checkpoint, fit_and_record, load_checkpoint, run_name
 
 DESCRIPTION = (
     "Train and evaluate the bnres networks with Lightning (the same module, data and record as scripts/train.py). "
     "Example: bnres fit --config conf/cli/resnet18.yaml --model.net.bn false"
 )
-NETWORK = "bnres.cli.Network"
+NETWORK = "bnres.cli.main.Network"
 WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
 RUNS_DIR = Path("outputs") / "cli"
 _RUN_DIR_ENV = "BNRES_CLI_RUN_DIR"
@@ -71,10 +73,10 @@ Network = class_from_function(network, name="Network")
 
 
 class _Schedule:
-    """``schedule(optimizer, total_steps)`` -> the ``bnres.optim`` schedule ``_fn`` with the stored options.
+    """``schedule(optimizer, total_steps)`` -> the ``bnres.training.optim`` schedule ``_fn`` with the stored options.
 
     The Classifier passes ``total_steps`` (known once the trainer is attached), so milestones can be
-    fractions of training. Each subclass only stores its options; the schedules live in ``bnres.optim``.
+    fractions of training. Each subclass only stores its options; the schedules live in ``bnres.training.optim``.
     (Not ``LRSchedulerCallable``: the partial jsonargparse builds for it hides ``total_steps`` from the
     Classifier, which would then run every schedule as if training were one step long.)
     """
@@ -89,7 +91,7 @@ class _Schedule:
 
 
 class ConstantSchedule(_Schedule):
-    """Constant lr after an optional linear warm-up (:func:`bnres.optim.constant`)."""
+    """Constant lr after an optional linear warm-up (:func:`bnres.training.optim.constant`)."""
 
     _fn = staticmethod(optim.constant)
 
@@ -99,7 +101,7 @@ class ConstantSchedule(_Schedule):
 
 
 class MultiStepSchedule(_Schedule):
-    """lr x ``gamma`` at each milestone; milestones < 1 are fractions of training (:func:`bnres.optim.multistep`)."""
+    """lr x ``gamma`` at each milestone; milestones < 1 are fractions of training (:func:`bnres.training.optim.multistep`)."""
 
     _fn = staticmethod(optim.multistep)
 
@@ -117,7 +119,7 @@ class MultiStepSchedule(_Schedule):
 
 
 class CosineSchedule(_Schedule):
-    """Cosine decay to ``min_factor`` x lr after an optional warm-up (:func:`bnres.optim.cosine`)."""
+    """Cosine decay to ``min_factor`` x lr after an optional warm-up (:func:`bnres.training.optim.cosine`)."""
 
     _fn = staticmethod(optim.cosine)
 
@@ -156,7 +158,7 @@ def _composed_defaults(config_dir: str | None) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from bnres.runner import CONF_DIR
+    from bnres.runs.runner import CONF_DIR
 
     GlobalHydra.instance().clear()
     try:
@@ -180,7 +182,7 @@ def _composed_defaults(config_dir: str | None) -> dict[str, Any]:
         "seed_everything": cfg.seed,
         "model.net": {"class_path": NETWORK, "init_args": {"name": cfg.model_name, **{k: cfg[k] for k in _BN_KNOBS}}},
         "model.optimizer": {"class_path": optimizer.pop("_target_"), "init_args": {k: v for k, v in optimizer.items() if k != "_partial_"}},
-        "model.scheduler": {"class_path": f"bnres.cli.{schedule.__name__}", "init_args": {k: v for k, v in scheduler.items() if k != "_partial_"}},
+        "model.scheduler": {"class_path": f"bnres.cli.main.{schedule.__name__}", "init_args": {k: v for k, v in scheduler.items() if k != "_partial_"}},
         "data": {"class_path": data_class, "init_args": {k: v for k, v in data.items() if k not in _DATA_KEYS_NOT_DERIVED}},
         **{f"trainer.{k}": v for k, v in trainer.items()},
         # filled in before the run (see before_instantiate_classes): save_dir null = the run folder;
@@ -212,10 +214,10 @@ def _int_before_float(parser: LightningArgumentParser) -> None:
 
 class _Parser(LightningArgumentParser):
     """Errors end in one ``error: ...`` line after a short usage line (not the hundred-option usage);
-    ``--help`` is short (``bnres.cli_help``)."""
+    ``--help`` is short (``bnres.cli.help``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from bnres.cli_help import HelpFormatter
+        from bnres.cli.help import HelpFormatter
 
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
@@ -228,7 +230,7 @@ class _Parser(LightningArgumentParser):
         help_text = super().format_help()
         if "Customize every aspect of training" not in help_text:  # not a subcommand's option list
             return help_text
-        from bnres.cli_help import shorten
+        from bnres.cli.help import shorten
 
         return shorten(help_text, self.prog.replace(" [options]", ""), self.format_usage())
 
@@ -367,7 +369,7 @@ class BnresCLI(LightningCLI):
         if trainer.get("enable_checkpointing") is False:
             callbacks = [cb for cb in callbacks if not _is(cb, "pytorch_lightning.callbacks.ModelCheckpoint")]
         if trainer.get("enable_progress_bar") is False:
-            callbacks = [cb for cb in callbacks if not _is(cb, "bnres.callbacks.ProgressBar")]
+            callbacks = [cb for cb in callbacks if not _is(cb, "bnres.training.callbacks.ProgressBar")]
         if trainer.get("callbacks") is not None:
             trainer.callbacks = callbacks
         try:
@@ -399,7 +401,7 @@ class BnresCLI(LightningCLI):
         config = self.record_config(datamodule)
         self.fingerprint_stamp.fingerprint = run_fingerprint = fingerprint(config)
         lock = None
-        try:  # the folder is bound to its config, and locked while the run trains in it (bnres.binding)
+        try:  # the folder is bound to its config, and locked while the run trains in it (bnres.runs.binding)
             if self.trainer.is_global_zero:
                 lock = FolderLock(run_dir, "--trainer.default_root_dir")
                 check_folder(run_dir, config, f"--trainer.default_root_dir {run_dir}", "choose another --trainer.default_root_dir")
@@ -453,7 +455,7 @@ class BnresCLI(LightningCLI):
 # helpers
 
 
-# the Hydra config's keys (what bnres.checks names) as the CLI's options
+# the Hydra config's keys (what bnres.config.checks names) as the CLI's options
 _CLI_KEYS = {
     "lr": "model.optimizer.lr", "seed": "seed_everything", "model_name": "model.net.name",
     **{k: f"model.net.{k}" for k in ("bn", "bn_placement", "bn_impl", "bn_momentum", "bn_eps", "depth", "shortcut")},
@@ -567,7 +569,7 @@ def _default_of(obj: Any, name: str) -> Any:
 
 def _checkable(cfg: Namespace) -> dict[str, Any]:
     """A CLI config in the Hydra config's shape (its top-level knobs and the nested settings that
-    ``bnres.checks`` checks): what ``check_config`` checks, what the record's config carries and analysis reads."""
+    ``bnres.config.checks`` checks): what ``check_config`` checks, what the record's config carries and analysis reads."""
     from bnres.models.zoo import PLAIN_TWINS, net_name, residual_twin
 
     net_spec, net = cfg.model.net, _init_args(cfg.model.net)
