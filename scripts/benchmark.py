@@ -1,4 +1,4 @@
-"""Speed of the harness against plain PyTorch (see README, "Speed").
+"""Speed of the harness against plain PyTorch (see docs/performance.md).
 
     python scripts/benchmark.py                 # steady-state training images/s of one run, harness vs plain loop
     python scripts/benchmark.py --quick         # tiny sizes: checks the code paths, the figures mean nothing

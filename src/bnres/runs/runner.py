@@ -147,7 +147,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ConfigFingerprint(run_fingerprint), *probes,
     ]
 
-    # a resumed run continues the same W&B run (online; offline see README, "Resuming")
+    # a resumed run continues the same W&B run (online; offline see docs/resuming.md)
     wandb_id = previous.get("wandb_id") if (previous and ckpt_path) else None
     group = cfg.get("wandb_group") or sweep_group(job["sweep_dir"])  # logger.wandb.group, when set, wins
     loggers = build_loggers(cfg.get("logger"), group=group, name=run_name(job["overrides"]), run_id=wandb_id)
