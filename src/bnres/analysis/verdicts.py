@@ -22,8 +22,10 @@ Claim 2 -- residual connections let networks go deeper where plain nets degrade.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from bnres.analysis.claim_depth import (  # noqa: F401  (public names of claim 2)
-    DEPTH_KEYS, claim_residual_depth, claim_residual_depth_for, depth_summary, depth_sweep_candidates,
+    DEPTH_KEYS, claim_residual_depth, claim_residual_depth_for, depth_evidence, depth_sweep_candidates,
 )
 from bnres.analysis.claim_lr import (  # noqa: F401  (public names of claim 1)
     bootstrap_lr_ratio, claim_bn_lr, claim_bn_lr_for, lr_sweep_candidates, run_trains, select_lr_sweep_runs,
@@ -39,6 +41,7 @@ def evaluate_claims(
     acc_threshold: float = DEFAULT_ACC_THRESHOLD,
     min_ratio: float = DEFAULT_MIN_LR_RATIO,
     margin: float = DEFAULT_ERROR_MARGIN,
+    histories: pd.DataFrame | None = None,
 ) -> list[Verdict]:
     """Verdicts on both claims: ``[claim 1, claim 2]`` for the best-covered runs of each.
 
@@ -48,10 +51,10 @@ def evaluate_claims(
     verdicts = [claim_bn_lr(runs, acc_threshold, min_ratio)]
     for key, group in lr_sweep_candidates(runs)[1:]:
         verdicts.append(claim_bn_lr_for(group, acc_threshold, min_ratio, scope=_arch_scope(key)))
-    verdicts.append(claim_residual_depth(runs, margin))
+    verdicts.append(claim_residual_depth(runs, margin, histories=histories))
     for key, group in depth_sweep_candidates(runs)[1:]:
         if group["residual"].any() and (~group["residual"]).any() and group["depth"].nunique() >= 2:
-            verdicts.append(claim_residual_depth_for(group, margin, scope=_depth_scope(key)))
+            verdicts.append(claim_residual_depth_for(group, margin, scope=_depth_scope(key), histories=histories))
     return verdicts
 
 
