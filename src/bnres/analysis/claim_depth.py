@@ -19,6 +19,7 @@ from bnres.analysis.verdict_text import (
     DEFAULT_ERROR_MARGIN,
     DEFAULT_RELATIVE_MARGIN,
     INCONCLUSIVE,
+    MIN_SEEDS,
     NOT_SUPPORTED,
     PARTIAL_RISE_FRACTION,
     SUPPORTED,
@@ -34,8 +35,6 @@ DEFAULT_NUM_CLASSES = 10
 #: a net "trained" when its error is below this fraction of chance error; above it the budget is too
 #: small to say anything about depth (every net near chance looks the same at every depth)
 TRAINED_FRACTION_OF_CHANCE = 0.5
-#: seeds every compared cell needs before a verdict can be SUPPORTED (one seed has no spread)
-MIN_SEEDS = 2
 #: two-sided confidence of the t intervals
 CONFIDENCE = 0.95
 

@@ -11,8 +11,8 @@ import pandas as pd
 
 from bnres.analysis.verdict_text import (
     ARCH_KEYS, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CLAIM1_ID, DEFAULT_ACC_THRESHOLD, DEFAULT_MIN_LR_RATIO,
-    INCONCLUSIVE, NOT_SUPPORTED, PREFERRED_IMPL, PREFERRED_PLACEMENT, SUPPORTED, Verdict,
-    _arch_scope, _fmt, _groups, _matches, _pick,
+    INCONCLUSIVE, MIN_SEEDS, NOT_SUPPORTED, PREFERRED_IMPL, PREFERRED_PLACEMENT, SUPPORTED, Verdict,
+    _arch_scope, _fmt, _groups, _matches, _pick, _times,
 )
 from bnres.runs.record import FINISHED
 
@@ -88,7 +88,7 @@ def claim_bn_lr_for(
 
     outcomes = {}  # bn -> per-LR outcome table
     for bn in (True, False):
-        outcomes[bn] = _lr_outcomes(subset[subset["bn"] == bn], acc_threshold)
+        outcomes[bn] = _lr_outcomes(subset[subset["bn"] == bn], acc_threshold, set(subset["seed"].dropna()))
     table = _claim1_table(outcomes)
     n_missing = int(sum(o["missing"].sum() for o in outcomes.values() if len(o)))
     seeds = sorted({int(s) for s in subset["seed"].dropna()})
@@ -117,8 +117,13 @@ def claim_bn_lr_for(
                 f"depends on them: if the missing BN runs train and the no-BN ones fail it would be "
                 f"'{best['verdict']}', in the opposite case '{worst['verdict']}'. As observed so far: {reason}"
             )
-    if len(seeds) == 1 and verdict != INCONCLUSIVE:
-        reason += " Only one seed was run, so 'every seed trains' rests on a single run per LR."
+    # expected seeds per cell: finished plus missing ones (those are weighed above)
+    min_cell_seeds = int(min((o["expected"].min() for o in outcomes.values() if len(o)), default=0))
+    numbers["min_seeds_per_cell"] = min_cell_seeds
+    if verdict == SUPPORTED and min_cell_seeds < MIN_SEEDS:
+        verdict = INCONCLUSIVE
+        reason = (f"only {min_cell_seeds} seed at some (BN, LR) cell; {MIN_SEEDS} are needed in every cell before "
+                  f"'every seed trains' means anything. Observed: {reason}")
     elif len(seeds) > 1 and numbers.get("lr_ratio"):
         boot = bootstrap_lr_ratio(subset, acc_threshold, min_ratio)
         numbers |= boot
@@ -130,6 +135,12 @@ def claim_bn_lr_for(
                 + (" -- with so few seeds this shows which single seeds the ratio hangs on, not a confidence interval."
                    if len(seeds) < 4 else ".")
             )
+    counts = {what: int(sum(o[what].sum() for o in outcomes.values() if len(o)))
+              for what in ("trained", "finished", "diverged", "failed", "missing")}
+    numbers |= {f"{what}_runs": n for what, n in counts.items() if what != "missing"}
+    reason += (f" Runs: {counts['finished']} finished ({counts['trained']} trained, {counts['diverged']} diverged), "
+               f"{counts['failed']} failed or unfinished, {counts['missing'] - counts['failed']} missing (a seed run elsewhere in the sweep "
+               f"but not in that cell).")
     return Verdict(CLAIM1_ID, verdict, reason, numbers, scope=scope, table=table)
 
 
@@ -166,9 +177,9 @@ def bootstrap_lr_ratio(subset: pd.DataFrame, acc_threshold: float, min_ratio: fl
             "lr_ratio_share_at_least_min": float((ratio >= min_ratio * (1 - 1e-9)).mean()) * len(ratio) / resamples}
 
 
-def _lr_outcomes(setting: pd.DataFrame, acc_threshold: float) -> pd.DataFrame:
+def _lr_outcomes(setting: pd.DataFrame, acc_threshold: float, sweep_seeds: set) -> pd.DataFrame:
     """Per LR of one BN setting: seeds expected, finished, trained, missing, mean metrics."""
-    columns = ["lr", "expected", "finished", "trained", "missing", "diverged", "mean_val_acc", "mean_train_loss"]
+    columns = ["lr", "expected", "finished", "trained", "missing", "failed", "diverged", "mean_val_acc", "mean_train_loss"]
     if setting.empty:
         return pd.DataFrame(columns=columns)
     setting = setting.assign(trains=run_trains(setting, acc_threshold))
@@ -179,7 +190,9 @@ def _lr_outcomes(setting: pd.DataFrame, acc_threshold: float) -> pd.DataFrame:
         # seed also has a finished record here (a rerun)
         unfinished = at_lr[~at_lr["status"].isin(FINISHED)]
         done_seeds = set(done["seed"].dropna())
-        missing = sum(1 for seed in unfinished["seed"] if pd.isna(seed) or seed not in done_seeds)
+        failed = sum(1 for seed in unfinished["seed"] if pd.isna(seed) or seed not in done_seeds)
+        absent = len(sweep_seeds - set(at_lr["seed"].dropna()))
+        missing = failed + absent  # both could go either way; "failed" keeps the unfinished share
         expected = len(done) + missing
         rows.append({
             "lr": float(lr),
@@ -187,6 +200,7 @@ def _lr_outcomes(setting: pd.DataFrame, acc_threshold: float) -> pd.DataFrame:
             "finished": len(done),
             "trained": int(done["trains"].sum()),
             "missing": missing,
+            "failed": failed,
             "diverged": int((done["status"] == "diverged").sum()),
             "mean_val_acc": done["final_val_acc"].mean(),
             "mean_train_loss": done["final_train_loss"].replace([math.inf, -math.inf], math.nan).mean(),
@@ -224,11 +238,18 @@ def _decide_claim1(bn_ok: dict[float, bool], nobn_ok: dict[float, bool], min_rat
     if len(lrs_tried) < 2:
         return out(INCONCLUSIVE, f"only one learning rate ({_fmt(lrs_tried[0])}) was tried; a max stable LR needs a sweep.")
 
-    stable = {}
+    stable, gaps, next_above = {}, [], {}
     for name, ok in (("bn", bn_ok), ("nobn", nobn_ok)):
-        trained_lrs = [lr for lr, good in ok.items() if good]
         top = max(ok)
-        best = max(trained_lrs) if trained_lrs else None
+        best = contiguous_max(ok)
+        # an LR that trains above a failing one is reported, not taken as the max: the range is broken
+        above = [lr for lr in sorted(ok) if best is None or lr > best]
+        next_above[name] = above[0] if above else None
+        trained_above = [lr for lr in above if ok[lr]]
+        if trained_above:
+            gaps.append(f"{'BN' if name == 'bn' else 'no BN'} fails at {_fmt(above[0])} but trains again at "
+                        f"{', '.join(_fmt(lr) for lr in trained_above)}")
+        numbers[f"{name}_trains_above_gap"] = ", ".join(_fmt(lr) for lr in trained_above)
         stable[name] = (best, best is not None and best == top, top)
         numbers[f"{name}_max_stable_lr"] = best
         numbers[f"{name}_max_stable_lr_is_lower_bound"] = bool(best is not None and best == top)
@@ -236,7 +257,7 @@ def _decide_claim1(bn_ok: dict[float, bool], nobn_ok: dict[float, bool], min_rat
     (bn_max, bn_lower, bn_top), (nb_max, nb_lower, _) = stable["bn"], stable["nobn"]
 
     if bn_max is None:
-        return out(INCONCLUSIVE, f"the BN net never trains (val acc never >= threshold for every seed at any LR up to {_fmt(bn_top)}); the budget or threshold may be too strict.")
+        return out(INCONCLUSIVE, f"the BN net never trains (val acc never >= threshold for every seed at any LR up to {_fmt(bn_top)}); the training budget is too small (or the threshold too strict) to test the claim.")
     if nb_max is None:
         return out(
             INCONCLUSIVE,
@@ -245,6 +266,14 @@ def _decide_claim1(bn_ok: dict[float, bool], nobn_ok: dict[float, bool], min_rat
         )
     ratio = bn_max / nb_max
     numbers["lr_ratio"] = ratio
+    # the grid bounds the true ratio: each true max lies below the next LR tried above the observed one
+    grid_low = bn_max / next_above["nobn"] if next_above["nobn"] else 0.0
+    grid_high = next_above["bn"] / nb_max if next_above["bn"] else math.inf
+    numbers |= {"lr_ratio_grid_low": grid_low, "lr_ratio_grid_high": grid_high}
+    grid_text = (f" The LR grid allows a true ratio between {_times(grid_low)}x and "
+                 + (f"{_times(grid_high)}x" if math.isfinite(grid_high) else "no upper bound") + ".")
+    gap_text = (" Gap in the trained range: " + "; ".join(gaps) + " (the max stable LR is the top of the range "
+                "that trains from the smallest LR up).") if gaps else ""
     # the data bound the true ratio: a max stable LR that is the largest LR tried may be higher
     ratio_low = 0.0 if nb_lower else bn_max / nb_max
     ratio_high = math.inf if bn_lower else bn_max / nb_max
@@ -252,6 +281,7 @@ def _decide_claim1(bn_ok: dict[float, bool], nobn_ok: dict[float, bool], min_rat
         f"max stable LR with BN {_fmt(bn_max)}{' (the largest LR tried: a lower bound)' if bn_lower else ''}, "
         f"without BN {_fmt(nb_max)}{' (the largest LR tried: a lower bound)' if nb_lower else ''}; "
         f"ratio {_fmt(ratio)}{' or more' if bn_lower and not nb_lower else ''} (required: >= {_fmt(min_ratio)})."
+        + grid_text + gap_text
     )
     # LR grids are decimal (0.1 / 0.3 * 9 = 2.999...): compare with a tiny relative tolerance
     required = min_ratio * (1 - 1e-9)
@@ -266,6 +296,16 @@ def _decide_claim1(bn_ok: dict[float, bool], nobn_ok: dict[float, bool], min_rat
     else:
         why = "the no-BN net still trains at its largest LR tried, so its max stable LR is only a lower bound; run it at larger LRs"
     return out(INCONCLUSIVE, f"{why}. {facts}")
+
+
+def contiguous_max(ok: dict[float, bool]) -> float | None:
+    """The largest LR of the unbroken run of trained LRs that starts at the smallest LR tried."""
+    best = None
+    for lr in sorted(ok):
+        if not ok[lr]:
+            break
+        best = lr
+    return best
 
 
 def _claim1_table(outcomes: dict[bool, pd.DataFrame]) -> list[dict[str, Any]]:

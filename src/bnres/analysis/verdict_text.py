@@ -29,6 +29,8 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 #: a residual rise at most this fraction of the plain rise counts as "much smaller"
 PARTIAL_RISE_FRACTION = 0.5
+#: seeds every compared cell needs before a claim can be SUPPORTED (one seed has no spread)
+MIN_SEEDS = 2
 
 CLAIM1_ID = "claim1_bn_lr"
 CLAIM2_ID = "claim2_residual_depth"
