@@ -133,7 +133,9 @@ def depth_reason(evidence: DepthEvidence, key: str, scenarios: dict[str, str], f
     counts = counts_text(evidence)
     if key == "few_depths":
         return (f"plain and residual nets share {len(evidence.depths)} depth(s) with finished runs "
-                f"({', '.join(map(str, evidence.depths)) or 'none'}); at least 2 are needed. {counts}")
+                f"({', '.join(map(str, evidence.depths)) or 'none'}); at least 2 are needed. {counts}"
+                + (f" Runs without an outcome: {', '.join(u for c in evidence.cells for u in c.unresolved)}."
+                   if any(c.unresolved for c in evidence.cells) else ""))
     if key == "did_not_train":
         shallow = evidence.depths[0]
         errors = ", ".join(f"{f} {_pct(evidence.cell(f, shallow).mean)}" for f in ("plain", "residual"))
