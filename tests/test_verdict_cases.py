@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bnres.analysis import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, claim_bn_lr, claim_residual_depth, load_runs
+from bnres.analysis import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, claim_bn_lr, claim_residual_depth, load_runs, load_sweeps
 from bnres.analysis.plots import plot_depth, plot_placement
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
@@ -88,3 +88,14 @@ def test_identical_seeds_plot(tmp_path):
     runs = load_runs(write_sweep(tmp_path / "sweep", records))
     plot_depth(runs)
     plot_placement(runs)
+
+
+def test_slower_or_worse_from_histories(tmp_path):
+    # 8-epoch curves still falling at the end: the deepest plain nets are still improving
+    records = [depth_run(model, depth, error + 0.001 * seed, seed=seed, max_epochs=8)
+               for model, errors in (("plain_cifar", {20: 0.05, 56: 0.15}), ("resnet_cifar", {20: 0.04, 56: 0.041}))
+               for depth, error in errors.items() for seed in (0, 1)]
+    runs, histories = load_sweeps(write_sweep(tmp_path / "sweep", records))
+    v = claim_residual_depth(runs, histories=histories)
+    assert "Slower or worse: over the last" in v.reason and "plain-56 training error still falls" in v.reason
+    assert v.numbers["plain_deep_still_improving"] is True

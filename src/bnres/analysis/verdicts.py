@@ -1,23 +1,9 @@
 """Verdicts on the two claims, computed from the runs table (never asserted).
 
-Claim 1 -- batch norm lets a network train at much larger learning rates.
-    A run *trains* when it did not diverge, its final training loss is finite and its final
-    validation accuracy reaches ``acc_threshold``. (At too high a learning rate training often
-    does not blow up to NaN: the loss sits at ln(10) ~ 2.30 with chance accuracy, so the
-    accuracy test matters.) A setting's *max stable LR* is the largest LR at which every seed
-    trains. The claim is supported when max stable LR(BN) / max stable LR(no BN) >= ``min_ratio``.
-    Where a max stable LR is the largest LR tried, it is only a lower bound; the verdict then
-    uses the interval of ratios the data allows and is inconclusive when that interval
-    straddles ``min_ratio``. Missing runs (records still running, or failed) are treated the
-    same way: the verdict stands only if it is the same whether they would train or not.
-
-Claim 2 -- residual connections let networks go deeper where plain nets degrade.
-    Per family (plain vs residual, same architecture style, matched depths) the mean final
-    training error over seeds is compared between the shallowest and the deepest depth.
-    A rise counts when it exceeds ``max(seed range at either depth, margin)``. Supported when
-    the plain net's error rises and the residual net's does not. When both rise but the
-    residual rise is much smaller (at most half) and the residual net is clearly better at
-    the deepest depth, the verdict is inconclusive, stating what is and is not shown.
+Claim 1 (batch norm allows larger learning rates) lives in :mod:`bnres.analysis.claim_lr`, claim 2
+(residual connections allow deeper nets) in :mod:`bnres.analysis.claim_depth`; the rules, gates,
+intervals and run counts are described in ``docs/verdicts.md``. This module runs both and keeps the
+public names importable from one place.
 """
 
 from __future__ import annotations
