@@ -58,7 +58,7 @@ def lr_sweep(bn_max: float | None, nobn_max: float | None, lrs=LRS, seeds=(0, 1)
     return records
 
 
-def depth_sweep(plain: dict[int, float], residual: dict[int, float], seeds=(0, 1), jitter=0.004) -> list[dict]:
+def depth_sweep(plain: dict[int, float], residual: dict[int, float], seeds=(0, 1), jitter=0.001) -> list[dict]:
     """Plain/residual CIFAR-style runs with the given mean training error per depth."""
     records = []
     for model_name, errors in (("plain_cifar", plain), ("resnet_cifar", residual)):
@@ -317,12 +317,12 @@ def test_claim2_seed_spread_sets_the_bar(tmp_path):
 def test_claim2_states_effect_sizes_with_seed_intervals(tmp_path):
     v = claim_residual_depth(runs_of(tmp_path, depth_sweep({20: 0.05, 56: 0.15}, {20: 0.04, 56: 0.045})))
     assert v.verdict == SUPPORTED, v.reason
-    # seeds 0.4 points apart: each mean moves by at most 0.2 points in a resample
-    assert v.numbers["plain_rise_low"] == pytest.approx(0.096) and v.numbers["plain_rise_high"] == pytest.approx(0.104)
-    assert "plain nets' training error rises by 10.0 points [+9.6, +10.4] (5.0% -> 15.0%" in v.reason
-    assert "residual nets' training error rises by 0.5 points [+0.1, +0.9] (4.0% -> 4.5%; tolerance 1.0 points)" in v.reason
+    # seeds 0.1 points apart, 2 seeds per depth: pooled sd 0.0707 points, t(2 dof) = 4.30 -> +-0.30 points
+    assert v.numbers["plain_rise_low"] == pytest.approx(0.0970, abs=1e-4) and v.numbers["plain_rise_high"] == pytest.approx(0.1030, abs=1e-4)
+    assert "plain nets' training error rises by 10.0 points [+9.7, +10.3] (5.0% -> 15.0%" in v.reason
+    assert "residual nets' training error rises by 0.5 points [+0.2, +0.8] (4.0% -> 4.5%; tolerance 1.0 points" in v.reason
     assert ": 20x less for residual nets" in v.reason
-    assert "95% bootstrap interval" in v.reason
+    assert "95% t interval" in v.reason and "2 or more seeds per depth" in v.reason
 
 
 def test_claim2_tolerance_scales_with_the_error_level(tmp_path):
@@ -333,8 +333,9 @@ def test_claim2_tolerance_scales_with_the_error_level(tmp_path):
     records = [depth_run(model, depth, e, seed=seed) for (model, depth), pair in errors.items() for seed, e in enumerate(pair)]
     v = claim_residual_depth(runs_of(tmp_path, records))
     assert v.numbers["residual_tolerance"] == pytest.approx(0.006)
-    assert v.numbers["residual_rise_low"] > 0.006 and not v.numbers["residual_holds"]
-    assert v.verdict == INCONCLUSIVE and "partially supported" in v.reason
+    assert not v.numbers["residual_holds"]
+    # two seeds 44 points apart at plain-56: a t interval cannot call even the plain rise real
+    assert v.verdict == INCONCLUSIVE and "not settled" in v.reason
     assert "residual nets' training error rises by 1.2 points" in v.reason and "x less for residual nets" in v.reason
 
 
@@ -354,11 +355,14 @@ def test_claim2_inconclusive_reasons(tmp_path, records, reason):
     assert reason in v.reason
 
 
-def test_claim2_ignores_diverged_and_running(tmp_path):
+def test_claim2_counts_diverged_and_running(tmp_path):
     records = depth_sweep({20: 0.05, 56: 0.15}, {20: 0.04, 56: 0.045})
     records += [diverged(model_name="plain_cifar", depth=56, seed=2), make_record(model_name="resnet_cifar", depth=56, seed=2, status="running")]
     v = claim_residual_depth(runs_of(tmp_path, records))
-    assert v.verdict == SUPPORTED and "1 diverged run(s) are left out" in v.reason
+    assert v.verdict == INCONCLUSIVE
+    assert "plain-56 2 completed (1 diverged)" in v.reason and "residual-56 seed 2 (running)" in v.reason
+    assert "plain-20 seed 2 (missing)" in v.reason
+    assert v.numbers["diverged_runs"] == 1 and v.numbers["missing_runs"] == 2 and v.numbers["failed_runs"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +393,7 @@ def test_claims_md_carries_the_numbers(full_analysis):
     assert "**Verdict: SUPPORTED**" in text
     assert "max stable LR with BN 1, without BN 0.1; ratio 10" in text
     assert "| bn_max_stable_lr | 1 |" in text and "| nobn_max_stable_lr | 0.1 |" in text
-    assert "| plain_error_rise |" in text and "plain nets' training error rises by 10.0 points" in text and "(5.0% -> 15.0%" in text
+    assert "| plain_error_rise |" in text and "plain nets' training error rises by 10.1 points" in text and "(5.0% -> 15.0%" in text
     assert "final val accuracy is >= 0.5" in text  # thresholds stated
 
 
@@ -442,6 +446,8 @@ def test_example_sweep_ships_small_real_runs_the_harness_can_produce(tmp_path):
     assert "pre_activation" not in set(runs.loc[runs["model_name"] == "lenet", "bn_placement"])  # lenet refuses it
     assert placements == {"before_activation", "after_activation", "pre_activation"}
     verdicts = {v.claim: v for v in evaluate_claims(runs)}
-    # what these very short runs show: BN's 10x larger stable LR; at 80 steps deeper nets are not yet worse
+    # what these very short runs show: BN's 10x larger stable LR; at 80 steps even the shallowest nets
+    # are far from trained (58-67% error), so depth cannot be judged
     assert verdicts[CLAIM1_ID].verdict == SUPPORTED and verdicts[CLAIM1_ID].numbers["lr_ratio"] == pytest.approx(10)
-    assert verdicts[CLAIM2_ID].verdict == NOT_SUPPORTED and "plain nets do not degrade" in verdicts[CLAIM2_ID].reason
+    assert verdicts[CLAIM2_ID].verdict == INCONCLUSIVE and "did not train" in verdicts[CLAIM2_ID].reason
+    assert "budget is too small" in verdicts[CLAIM2_ID].reason

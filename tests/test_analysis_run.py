@@ -46,7 +46,7 @@ def hand_made_sweep(sweep: Path) -> Path:
             for seed in (0, 1):
                 common = dict(bn=bn, lr=lr, seed=seed)
                 records.append(trained(**common) if lr <= max_lr else plateau(**common) if lr == 1.0 else diverged(**common))
-    records += [depth_run(m, d, e + 0.002 * s, seed=s) for m, errs in (("plain_cifar", {20: 0.05, 56: 0.2}), ("resnet_cifar", {20: 0.04, 56: 0.045}))
+    records += [depth_run(m, d, e + 0.0005 * s, seed=s) for m, errs in (("plain_cifar", {20: 0.05, 56: 0.2}), ("resnet_cifar", {20: 0.04, 56: 0.045}))
                 for d, e in errs.items() for s in (0, 1)]
     return write_sweep(sweep, records)
 

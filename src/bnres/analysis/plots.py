@@ -113,7 +113,7 @@ def plot_depth(runs: pd.DataFrame, max_panels: int = 3):
             names = ", ".join(sorted(family["model_name"].unique()))
             ax.errorbar(
                 stats.index, 100 * stats["mean"],
-                yerr=[100 * (stats["mean"] - stats["min"]), 100 * (stats["max"] - stats["mean"])],
+                yerr=[100 * _nonnegative(stats["mean"] - stats["min"]), 100 * _nonnegative(stats["max"] - stats["mean"])],
                 color=color, marker="o", lw=2, capsize=4, label=f"{FAMILY_NAMES[residual]} ({names})",
             )
             ax.scatter(family["depth"], 100 * family["train_error"], color=color, alpha=0.35, s=14, zorder=3)
@@ -225,7 +225,7 @@ def plot_placement(runs: pd.DataFrame):
                     mean = values.mean()
                     ax.bar(x, mean, width * 0.9, color=lr_colors[i], alpha=0.85 if label != NO_BN_LABEL else 0.45,
                            hatch="//" if label == NO_BN_LABEL else None, edgecolor="k", lw=0.5,
-                           yerr=[[mean - values.min()], [values.max() - mean]], capsize=3)
+                           yerr=[[_nonnegative(mean - values.min())], [_nonnegative(values.max() - mean)]], capsize=3)
                     # above the whisker's top, not on it
                     ax.annotate(f"{mean:.2f}", (x, values.max()), xytext=(0, 3), textcoords="offset points",
                                 ha="center", va="bottom", fontsize=8)
@@ -323,3 +323,8 @@ def _lr_legend_handles() -> list:
         Line2D([], [], color="grey", marker="X", ls="", mec="k", ms=9, label="diverged\n(loss blew up)"),
         Line2D([], [], color="grey", ls=":", lw=1.5, label="max stable LR\n(every seed trains)"),
     ]
+
+
+def _nonnegative(width):
+    """An error-bar half-width, clipped at zero: the mean of identical values can round a hair past them."""
+    return np.maximum(width, 0.0)

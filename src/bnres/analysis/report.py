@@ -64,7 +64,7 @@ def analyze(
     records = load_records(sweep_paths)
     replacing = (out_dir / "claims.md").exists()  # said out loud below: an earlier analysis's files are rewritten
     runs, histories = records_to_runs(records), records_to_histories(records)
-    verdicts = evaluate_claims(runs, acc_threshold=acc_threshold, min_ratio=min_ratio, margin=margin)
+    verdicts = evaluate_claims(runs, acc_threshold=acc_threshold, min_ratio=min_ratio, margin=margin, histories=histories)
     applies = claims_tested(runs)
     factors = summarize_factors(runs)
 
