@@ -2,13 +2,15 @@
 
     python scripts/reproduce.py                # CPU presets on the 5,000 MNIST digits (about 10 min on 2 cores)
     python scripts/reproduce.py --gpu          # full-size CIFAR-10 presets (He et al. recipe) on a GPU
+    python scripts/reproduce.py --data fashion_mnist   # the CPU presets on a 4,000-image Fashion-MNIST subset
     python scripts/reproduce.py --only bn_lr   # one preset
 
 Rerunning after an interruption keeps finished runs (each job skips itself when its folder
 already holds a completed or diverged record) and resumes interrupted ones from their last
 checkpoint. ``--fresh`` reruns everything.
 
-Every preset's runs go into one W&B group, ``reproduce/cpu`` (``reproduce/cifar10`` with --gpu),
+Every preset's runs go into one W&B group, ``reproduce/cpu`` (``reproduce/cifar10`` with --gpu,
+``reproduce/fashion_mnist`` with --data fashion_mnist),
 told apart by their job type (the preset's task_name), so one W&B report shows both claims
 (``scripts/wandb_report.py --group reproduce/cpu --presets``); the analysis is written as a W&B
 run in the same group (``job_type=analysis``; --no-wandb to skip it).
@@ -33,6 +35,8 @@ except ImportError:  # running from a checkout without `pip install -e .`
     from bnres.analysis.wandb_run import add_wandb_args, log_analysis_run_from_args
     from bnres.tracking.wandb_groups import reproduce_group
 PRESETS = ("bn_lr", "depth", "bn_placement")
+# --data NAME -> the suffix of the CPU presets for that data set (conf/experiment/<preset><suffix>.yaml)
+DATA_PRESET_SUFFIX = {"mnist5k": "", "fashion_mnist": "_fashion"}
 # the lines of a sweep's output worth showing as progress: job starts (the CPU presets run two jobs at a
 # time: "packed job N: slot ..." is when job N starts), each job's end line with k/N and the time left
 # (bnres.runs.progress), the final table, errors
@@ -60,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduce", help="folder for the sweeps and the analysis")
     parser.add_argument("--gpu", action="store_true", help="full-size CIFAR-10 presets (needs a GPU and the CIFAR-10 files or data.download=true)")
+    parser.add_argument("--data", choices=DATA_PRESET_SUFFIX, default="mnist5k",
+                        help="data set of the CPU presets: mnist5k (the 5,000 MNIST digits, pip-only) or fashion_mnist "
+                             "(a 4,000-image subset; needs apt-get install dataset-fashion-mnist, docs/fashion_mnist.md)")
     parser.add_argument("--only", default=",".join(PRESETS), help=f"comma-separated presets among {', '.join(PRESETS)}")
     parser.add_argument("--fresh", action="store_true", help="rerun every job, even finished ones")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job, e.g. trainer.max_epochs=2")
@@ -70,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in chosen if p not in PRESETS]
     if unknown:
         parser.error(f"--only {','.join(unknown)}: not a preset; choose from {', '.join(PRESETS)}")
-    kind = "cifar10" if args.gpu else "cpu"
+    if args.gpu and args.data != "mnist5k":
+        parser.error("--gpu runs the CIFAR-10 presets; --data chooses the data of the CPU presets, so give one or the other")
+    kind = "cifar10" if args.gpu else ("cpu" if args.data == "mnist5k" else args.data)
     out = args.out.resolve() / kind
     group = args.wandb_group or reproduce_group(kind)
     failed = []
     for name in chosen:
-        preset = f"{name}_cifar10" if args.gpu else name
+        preset = f"{name}_cifar10" if args.gpu else f"{name}{DATA_PRESET_SUFFIX[args.data]}"
         if run_preset(preset, out / name, args.overrides, args.fresh, group) != 0:
             failed.append(name)
 
@@ -87,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    log_analysis_run_from_args(result, args, config={"presets": chosen, "kind": kind, "overrides": args.overrides})
+    log_analysis_run_from_args(result, args, config={"presets": chosen, "kind": kind, "data": args.data, "overrides": args.overrides})
     print(f"\nthe whole call in W&B's terminal dashboard: python scripts/dashboard.py {out}", flush=True)
     if failed:
         print(f"error: some jobs of {', '.join(failed)} did not finish (see the tables above); rerun the same command to retry them", file=sys.stderr)

@@ -248,14 +248,14 @@ def test_corrupt_data_file_names_the_file_and_the_fix(make_cfg, tmp_path):
 
 
 def test_corrupt_archive_fails_its_checksum(make_cfg, tmp_path):
-    raw = _raw(tmp_path / "data", "FashionMNIST")
+    raw = _raw(tmp_path / "data")
     (raw / "train-images-idx3-ubyte.gz").write_bytes(b"not really gzip")
-    cfg = make_cfg("data=fashion_mnist", f"paths.data_dir={tmp_path / 'data'}")
+    cfg = make_cfg("data=mnist", f"paths.data_dir={tmp_path / 'data'}")
     with pytest.raises(ConfigError, match="train-images-idx3-ubyte.gz does not match its known MD5"):
         runner.run(cfg)
 
 
-@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])  # fashion_mnist: tests/test_fashion_mnist.py
 def test_missing_dataset_offline_says_how_to_get_it(make_cfg, tmp_path, name):
     cfg = make_cfg(f"data={name}", f"paths.data_dir={tmp_path / 'empty'}", output_dir=tmp_path / "run")
     with pytest.raises(ConfigError) as err:

@@ -1,4 +1,4 @@
-"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision, loaded from a local folder.
+"""MNIST and CIFAR-10 through torchvision, loaded from a local folder.
 
 Nothing is downloaded unless the user allows it (``data.download=true``); a missing data set
 offline is a one-line error that says how to get it.
@@ -14,15 +14,14 @@ import torch
 from bnres.data.base import InMemoryDataModule
 from bnres.data.verify import DataSetMissing, check_download_folder, verify_cifar10, verify_idx_set
 
-# name -> (torchvision class name, channels, size, classes)
+# name -> (torchvision class name, channels, size, classes); Fashion-MNIST has its own module (fashion_mnist.py)
 TORCHVISION_SETS = {
     "mnist": ("MNIST", 1, 28, 10),
-    "fashion_mnist": ("FashionMNIST", 1, 28, 10),
     "cifar10": ("CIFAR10", 3, 32, 10),
 }
 
 # name -> images in the official training split
-TRAIN_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+TRAIN_IMAGES = {"mnist": 60_000, "cifar10": 50_000}
 
 
 class TorchvisionDataModule(InMemoryDataModule):

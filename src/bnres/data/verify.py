@@ -3,6 +3,8 @@ naming the file and the fix, never a crash deep inside a loader."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +19,18 @@ _IDX_FILES = (
     ("t10k-images-idx3-ubyte", 2051, 16 + 10000 * 28 * 28),
     ("t10k-labels-idx1-ubyte", 2049, 8 + 10000),
 )
+
+
+# Fashion-MNIST: SHA-256 of each file's *decompressed* idx bytes, computed from the Debian package
+# dataset-fashion-mnist. The content, not the .gz: Debian's archives are recompressed (their MD5s are
+# not upstream's), so hashing the content lets one table check the package's copy, upstream's
+# (data.download=true) and any re-gzipped copy alike.
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 
 
 class DataSetMissing(ConfigError):
@@ -47,6 +61,18 @@ def verify_idx_set(raw_folder: Path, archives: list[tuple[str, str]]) -> None:
             header = int.from_bytes(f.read(4), "big")
         if header != magic or actual != size:
             raise DataSetCorrupt(f"{path} is corrupt or truncated ({actual} bytes, expected {size}); {_fix(path)}")
+
+
+def read_verified_gz(path: Path, sha256: str, fix: str) -> bytes:
+    """The decompressed bytes of ``path``, refused in one line unless they hash to ``sha256``."""
+    try:
+        with gzip.open(path, "rb") as f:
+            content = f.read()
+    except (OSError, EOFError) as err:
+        raise DataSetCorrupt(f"{path} is not a readable gzip file ({err}); {fix}") from None
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise DataSetCorrupt(f"{path} does not match its known SHA-256 checksum (corrupt, truncated or another data set); {fix}")
+    return content
 
 
 def verify_cifar10(folder: Path, files: list[tuple[str, str]]) -> None:
