@@ -224,3 +224,17 @@ def test_job_scope_leaves_no_ddp_state(make_cfg, monkeypatch):
         torch.set_num_threads(1)
     assert "LOCAL_RANK" not in os.environ and "MASTER_PORT" not in os.environ
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.slow  # an end-to-end DDP run (two processes)
+def test_ddp_divergence_is_checked_together_at_its_own_interval(tmp_path):
+    # no BN at lr 1000 leaves the loss's bounds at once; under DDP the check runs every 4th step only
+    proc = run_script(
+        [*DDP, *TINY, "trainer.limit_train_batches=12", "bn=false", "lr=1000", "divergence.ddp_check_every_n_steps=4",
+         "test_after_fit=false", "logger=none", "hydra.run.dir=run"],
+        cwd=tmp_path, timeout=240, env=ENV,
+    )
+    _ok(proc)
+    record = read_record(tmp_path / "run")
+    assert record["status"] == "diverged", record.get("reason")
+    assert record["diverged_at_step"] % 4 == 0 and record["diverged_at_step"] > 0

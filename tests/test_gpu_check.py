@@ -7,7 +7,6 @@ runs the real check's fast-path and host-sync parts.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -18,10 +17,9 @@ import torch
 from bnres.runs.record import write_record
 from conftest import ROOT, run_script
 
+from benchmarks import gpu_check
+
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
-_spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-gpu_check = sys.modules["gpu_check"] = importlib.util.module_from_spec(_spec)  # a script, not a package module
-_spec.loader.exec_module(gpu_check)
 
 
 def _read(out):
@@ -209,3 +207,21 @@ def test_every_gpu_run_composes_and_passes_the_config_checks(tmp_path, monkeypat
     he = compose_config(runs["he2016-resnet20"][0], tmp_path / "he")
     assert he.trainer.precision == "bf16-mixed" and he.data.num_samples == 50_000 and he.data.batch_size == 128
     GlobalHydra.instance().clear()
+
+
+def test_packed_slot_reads_the_line_packing_logs():
+    from bnres.distributed.packing import SLOT_LOG
+
+    gpu = "[2026-12-08 01:00:00,000][bnres.distributed.packing][INFO] - " + SLOT_LOG % ("3", 1, 4, "[0]", 16)
+    assert gpu_check.packed_slot(f"first line\n{gpu}\nlast line") == (1, "[0]")
+    assert gpu_check.packed_slot(SLOT_LOG % ("0", 0, 2, "cpu", 1)) == (0, "cpu")
+    assert gpu_check.packed_slot("no slot here") is None
+
+
+def test_ddp_facts_read_the_backend_and_the_device_from_lightnings_lines():
+    # recorded from a real run's train.log (gloo on CPU) and Lightning's wording for CUDA
+    cpu = "[2026-12-08 01:14:07,841][pytorch_lightning.utilities.rank_zero][INFO] - GPU available: False, used: False\ndistributed_backend=gloo\n"
+    gpu = "GPU available: True (cuda), used: True\nTPU available: False, using: 0 TPU cores\ndistributed_backend=nccl\n"
+    assert gpu_check.ddp_facts(cpu) == {"backend": "gloo", "gpu_used": False}
+    assert gpu_check.ddp_facts(gpu) == {"backend": "nccl", "gpu_used": True}
+    assert gpu_check.ddp_facts("") == {"backend": None, "gpu_used": None}

@@ -175,6 +175,7 @@ SETTINGS: tuple = (
     Flag("trainer.benchmark", nullable=True), Flag("trainer.enable_progress_bar"),
     Number("divergence.loss_factor", low=1, open_low=True),
     Number("divergence.check_every_n_steps", integer=True, low=1),
+    Number("divergence.ddp_check_every_n_steps", integer=True, low=1),
 )
 _BATCH_LIMITS = ("trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches")
 

@@ -26,6 +26,10 @@ DEVICES_ENV = "BNRES_PACKED_DEVICES"
 
 
 
+# the line each packed job logs on start; benchmarks/gpu_check.py reads it back
+SLOT_LOG = "packed job %s: slot %d of %d, devices %s, %d torch thread(s)"
+
+
 def slots_dir(sweep_dir: str | Path) -> Path:
     """Where a packed sweep's slot locks live (removed when the sweep ends: ``bnres.runs.sweep_summary``)."""
     return Path(str(sweep_dir)) / ".slots"
@@ -161,7 +165,7 @@ def take_slot(cfg: DictConfig) -> _Slot | None:
     threads = threads_per_job(packing.get("threads_per_job", "auto"), slots, on_gpu=devices is not None)
     if threads:
         torch.set_num_threads(threads)
-    log.info("packed job %s: slot %d of %d, devices %s, %d torch thread(s)", hc.job.get("num"), slot.index, slots, devices or accelerator, torch.get_num_threads())
+    log.info(SLOT_LOG, hc.job.get("num"), slot.index, slots, devices or accelerator, torch.get_num_threads())
     return slot
 
 

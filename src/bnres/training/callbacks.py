@@ -30,16 +30,21 @@ class DivergenceMonitor(pl.Callback):
     and read back every ``check_every_n_steps`` steps. On a single CUDA device the read-back is a
     non-blocking copy whose result is looked at once it has landed, a step or two later, so the check
     never makes the host wait for the GPU; the step reported is the one whose window went bad. Under
-    DDP every rank checks synchronously at the same steps (the decision is a collective).
+    DDP every rank checks at the same steps, at most every ``ddp_check_every_n_steps``: each rank turns
+    its window into a bad/good flag on the device, one all-reduce sums the flags, and one read brings
+    the sum back (a check is a collective, so it blocks; spacing the checks keeps that off most steps).
     """
 
-    def __init__(self, loss_factor: float = 10.0, check_every_n_steps: int = 1) -> None:
+    def __init__(self, loss_factor: float = 10.0, check_every_n_steps: int = 1, ddp_check_every_n_steps: int = 50) -> None:
         if loss_factor <= 1:
             raise ValueError(f"divergence.loss_factor={loss_factor} must be > 1")
         if check_every_n_steps < 1:
             raise ValueError(f"divergence.check_every_n_steps={check_every_n_steps} must be >= 1")
+        if ddp_check_every_n_steps < 1:
+            raise ValueError(f"divergence.ddp_check_every_n_steps={ddp_check_every_n_steps} must be >= 1")
         self.loss_factor = loss_factor
         self.check_every_n_steps = check_every_n_steps
+        self.ddp_check_every_n_steps = ddp_check_every_n_steps
         self.initial_loss: float | None = None
         self.diverged_at_step: int | None = None
         self.reason: str | None = None
@@ -60,10 +65,14 @@ class DivergenceMonitor(pl.Callback):
         asynchronous = loss.is_cuda and trainer.world_size == 1
         if asynchronous:
             self._poll(trainer, wait=False)
-        if step % self.check_every_n_steps != 0 or self.diverged:
+        distributed = trainer.world_size > 1
+        every = max(self.check_every_n_steps, self.ddp_check_every_n_steps) if distributed else self.check_every_n_steps
+        if step % every != 0 or self.diverged:
             return
         worst, self._worst = self._worst, None
-        if asynchronous:
+        if distributed:
+            self._decide_together(trainer, step, worst)
+        elif asynchronous:
             event = torch.cuda.Event()
             host = worst.to("cpu", non_blocking=True)  # pinned: returns at once
             event.record()
@@ -86,6 +95,18 @@ class DivergenceMonitor(pl.Callback):
             self._in_flight.popleft()
             self._decide(trainer, step, float(host))
         self._in_flight.clear()  # diverged: later windows do not matter
+
+    def _decide_together(self, trainer, step: int, worst: torch.Tensor) -> None:
+        """DDP: one all-reduce of the ranks' bad flags and one read of its sum; a rank reads its own
+        loss only to word the reason, when the run has diverged."""
+        bad = ~torch.isfinite(worst)
+        if self.initial_loss > 0:
+            bad = bad | (worst > self.loss_factor * self.initial_loss)
+        ranks_bad = float(trainer.strategy.reduce(bad.float(), reduce_op="sum"))
+        if ranks_bad > 0:
+            self.diverged_at_step = step
+            self.reason = divergence_reason(float(worst), self.initial_loss, self.loss_factor, step) or "another rank diverged"
+            trainer.should_stop = True
 
     def _decide(self, trainer, step: int, worst: float) -> None:
         reason = divergence_reason(worst, self.initial_loss, self.loss_factor, step)
@@ -172,6 +193,15 @@ def _to_float(value: Any) -> float | None:
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
 
+def _clock(pl_module: pl.LightningModule) -> float:
+    """``perf_counter`` once the module's device has finished its queued work: without the wait, GPU work
+    queued in training would be timed as validation (and subtracted). Called at epoch and validation
+    boundaries only, never inside a training step."""
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)
+    return time.perf_counter()
+
+
 class HistoryRecorder(pl.Callback):
     """Keeps per-epoch metrics and measures training throughput (images/s, validation excluded).
 
@@ -194,20 +224,20 @@ class HistoryRecorder(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_images = 0
         self._val_time = 0.0
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = _clock(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._epoch_images += len(batch[1]) * trainer.world_size
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._val_start = time.perf_counter()
+        self._val_start = _clock(pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.state.fn == "fit":
-            self._val_time += time.perf_counter() - self._val_start
+            self._val_time += _clock(pl_module) - self._val_start
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self._epoch_start - self._val_time
+        seconds = _clock(pl_module) - self._epoch_start - self._val_time
         self._throughput.append((self._epoch_images, seconds))
         metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
