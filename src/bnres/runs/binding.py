@@ -9,9 +9,12 @@ Folder rules (applied before Hydra writes anything into a job folder, and again 
 
 * a folder whose record has another fingerprint is never skipped and never resumed: the command stops
   with one line naming the keys that differ and the two ways on (another folder, or ``fresh=true``);
-* ``fresh=true`` moves the folder's previous contents aside, into ``.replaced/<time>/`` inside it (kept,
-  never deleted; readers of records skip dot-folders), so nothing of the old run can be resumed,
-  tested or mistaken for the new one;
+* a folder holds the harness's files only: a non-empty folder that is not a run or sweep folder of this
+  harness (no :data:`FOLDER_MARKERS`) and holds anything this harness does not write (:data:`HARNESS_NAMES`)
+  is refused before any work (a user's notes, ``.``, a checkout);
+* ``fresh=true`` moves what the harness wrote there (:data:`HARNESS_NAMES`, nothing else) aside, into
+  ``.replaced/<time>/`` inside it (kept, never deleted; readers of records skip dot-folders), so nothing
+  of the old run can be resumed, tested or mistaken for the new one;
 * a run that starts over in a folder holding an unfinished run (no usable checkpoint) moves that
   run's files aside the same way, so ``best.ckpt`` always belongs to the run the record describes.
 """
@@ -52,6 +55,18 @@ RUN_LOCK = ".run.lock"
 SWEEP_LOCK = ".sweep.lock"
 # names a set-aside never moves: the lock of the run in progress, and what Hydra has just written for it
 _KEEP_ALWAYS = (RUN_LOCK, REPLACED_DIR, SWEEP_LOCK, ".slots", ".submitit")
+#: the names (fnmatch patterns) of everything this harness writes into a run or sweep folder: the only
+#: entries it ever moves, and, with a job folder of a sweep, the only ones a folder it writes into may hold
+HARNESS_NAMES = (
+    "result.json",  # bnres.runs.record.RECORD_NAME
+    "checkpoints", "wandb", "csv", "lightning_logs",  # checkpoints, the W&B and CSV loggers, Lightning's default
+    ".hydra", "train.log", "multirun.yaml",  # Hydra's config copy, job log (hydra.job.name: train) and sweep config
+    "host_syncs.json",  # callbacks.host_sync (benchmarks)
+    ".sweep.progress", "dashboard",  # bnres.runs.progress, bnres.tracking.dashboard
+    *_KEEP_ALWAYS,
+)
+#: an entry that makes a folder one of this harness's: a run's record or Hydra's config copy, a sweep's config
+FOLDER_MARKERS = ("result.json", ".hydra", "multirun.yaml")
 
 
 # --- fingerprint --------------------------------------------------------------------------------
@@ -134,7 +149,7 @@ def _short(value: Any) -> str:
 
 
 # --- folder rules ---------------------------------------------------------------------------------
-FRESH_HINT = f"choose another folder, or add fresh=true to move its contents aside (kept in {REPLACED_DIR}/) and rerun"
+FRESH_HINT = f"choose another folder, or add fresh=true to move its run aside (kept in {REPLACED_DIR}/) and rerun"
 
 
 def check_folder(folder: Path | str, config: DictConfig | dict[str, Any], where: str, ways_on: str = FRESH_HINT) -> None:
@@ -150,20 +165,52 @@ def check_folder(folder: Path | str, config: DictConfig | dict[str, Any], where:
     )
 
 
-def _kept(name: str, keep: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*_KEEP_ALWAYS, *keep))
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def is_harness_folder(folder: Path | str) -> bool:
+    """Whether ``folder`` is a run or sweep folder of this harness (it holds one of :data:`FOLDER_MARKERS`)."""
+    return any((Path(folder) / marker).exists() for marker in FOLDER_MARKERS)
+
+
+def foreign_entries(folder: Path | str) -> list[str]:
+    """The names in ``folder`` this harness did not write: neither :data:`HARNESS_NAMES` nor a job folder of a sweep."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not _matches(p.name, HARNESS_NAMES) and not (p.is_dir() and is_harness_folder(p)))
+
+
+def check_harness_folder(folder: Path | str, where: str) -> None:
+    """Refuse (one line) a non-empty folder that is not one of this harness's: it writes into its own folders only."""
+    if is_harness_folder(folder):
+        return
+    foreign = foreign_entries(folder)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise FolderConflict(
+            f"{where} is not empty and not a bnres run or sweep folder (it holds {foreign[0]!r}{more}): "
+            f"choose a new or empty folder; bnres writes only into folders of its own"
+        )
+
+
+def _movable(name: str, keep: Iterable[str]) -> bool:
+    """What a set-aside moves: the harness's own files, never the locks, ``keep``, or anything a user put there."""
+    return _matches(name, HARNESS_NAMES) and not _matches(name, (*_KEEP_ALWAYS, *keep))
 
 
 def holds_previous_run(folder: Path | str, keep: Iterable[str] = ()) -> bool:
-    """Whether ``folder`` holds anything but ``keep`` (name patterns) and the locks."""
+    """Whether ``folder`` holds files of an earlier run (the harness's files, less ``keep`` and the locks)."""
     folder = Path(folder)
-    return folder.is_dir() and any(not _kept(p.name, keep) for p in folder.iterdir())
+    return folder.is_dir() and any(_movable(p.name, keep) for p in folder.iterdir())
 
 
 def set_aside(folder: Path | str, keep: Iterable[str] = (), reason: str = "") -> Path | None:
-    """Move everything in ``folder`` (but ``keep``, name patterns, and the locks) into ``folder/.replaced/<time>/``."""
+    """Move the harness's files in ``folder`` (:data:`HARNESS_NAMES`, less ``keep`` and the locks) into
+    ``folder/.replaced/<time>/``; anything else in it stays where it is."""
     folder = Path(folder)
-    moving = [p for p in folder.iterdir() if not _kept(p.name, keep)] if folder.is_dir() else []
+    moving = [p for p in folder.iterdir() if _movable(p.name, keep)] if folder.is_dir() else []
     if not moving:
         return None
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bnres.runs.binding import FolderLock, check_folder, holds_previous_run, set_aside
+from bnres.runs.binding import FolderLock, check_folder, check_harness_folder, holds_previous_run, set_aside
 from bnres.config.checks import check_job
 from bnres.errors import ConfigError, one_line
 
@@ -174,13 +174,30 @@ def check_command_line(argv: Sequence[str], config_dir: str, config_name: str = 
             except Exception as err:  # noqa: BLE001 - Hydra's composition errors
                 fail(hydra_message(err, loader, name, args.overrides))
             if args.multirun:
-                sweep_jobs(loader, primary)
+                jobs = sweep_jobs(loader, primary)
+                check_folders_are_the_harness(primary, jobs)
             else:
                 _check_job(primary, args.overrides)
+                check_folders_are_the_harness(primary, None)
     except ConfigError as err:
         fail(str(err))
     finally:
         GlobalHydra.instance().clear()
+
+
+def check_folders_are_the_harness(primary: DictConfig, jobs: list[tuple[list[str], DictConfig]] | None) -> None:
+    """Refuse a run folder (``jobs`` None), or a sweep folder or one of its job folders, that holds files this
+    harness did not write (``bnres.runs.binding.check_harness_folder``)."""
+    if jobs is None:
+        folder = Path(str(primary.hydra.run.dir))
+        check_harness_folder(folder, f"hydra.run.dir={folder}")
+        return
+    sweep_dir = Path(str(primary.hydra.sweep.dir))
+    check_harness_folder(sweep_dir, f"hydra.sweep.dir={sweep_dir}")
+    for num, (_, cfg) in enumerate(jobs):
+        folder = sweep_dir / _subdir(cfg, num)
+        if folder != sweep_dir:
+            check_harness_folder(folder, f"hydra.sweep.dir={sweep_dir} (job {folder.name})")
 
 
 # --- the Hydra callback ---------------------------------------------------------------------------
@@ -196,6 +213,7 @@ class FolderGuard(Callback):
         folder = Path(str(config.hydra.run.dir))
         key = "hydra.run.dir"
         try:
+            check_harness_folder(folder, f"{key}={folder}")  # before the lock: nothing is written into a foreign folder
             self._lock = FolderLock(folder, key)
             _bind(folder, config, f"{key}={folder}")
         except ConfigError as err:
@@ -213,6 +231,7 @@ class FolderGuard(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
             jobs = sweep_jobs(GlobalHydra.instance().config_loader(), config)
+            check_folders_are_the_harness(config, jobs)
             for num, (_, cfg) in enumerate(jobs):
                 folder = sweep_dir / _subdir(cfg, num)
                 _bind(folder, cfg, f"hydra.sweep.dir={sweep_dir} (job {folder.name})")

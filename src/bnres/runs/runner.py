@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import pytorch_lightning as pl
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from bnres import _lightning, distributed
-from bnres.runs.binding import check_folder, fingerprint, holds_previous_run, set_aside
+from bnres.runs.binding import check_folder, check_harness_folder, fingerprint, holds_previous_run, set_aside
 from bnres.training.callbacks import ConfigFingerprint, DivergenceMonitor, HistoryRecorder
 from bnres.config.checks import check_config, check_trains_something
 from bnres.errors import ConfigError, FolderConflict, one_line
@@ -101,6 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     previous = read_record(output_dir)
     fresh = bool(cfg.get("fresh", False))
+    check_harness_folder(output_dir, f"{output_dir}")  # also checked before Hydra starts (preflight); this catches other callers
     if not fresh:
         # also checked before Hydra writes into the folder (bnres.runs.preflight.FolderGuard); this catches other callers
         check_folder(output_dir, cfg, f"{output_dir}")
@@ -198,7 +200,9 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None, 
     if cfg.get("fresh", False) or previous is None or not last.exists():
         return None
     try:
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+        checkpoint = safe_load(last)
+    except UnpicklingError as err:  # weights_only refused a type: never run, never resumed
+        raise ConfigError(_refused(last, "hydra.run.dir / hydra.sweep.dir", err)) from None
     except Exception as err:  # noqa: BLE001 - any unreadable file means: do not resume from it
         log.warning("%s does not load (%s); starting over", last, err)
         if launch_rank() == 0:
@@ -209,11 +213,31 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None, 
     return str(last)
 
 
+#: the only non-tensor, non-builtin types a checkpoint may hold (a bnres checkpoint holds none: Lightning's
+#: loops, callback states, optimizer and scheduler states and the fingerprint are plain containers). Anything
+#: else is refused by torch's weights-only unpickler before any of its code can run.
+CHECKPOINT_SAFE_TYPES: tuple[type, ...] = ()
+
+
+def safe_load(path: Path | str) -> dict:
+    """``torch.load`` with ``weights_only=True``: tensors, builtins and :data:`CHECKPOINT_SAFE_TYPES` only."""
+    with torch.serialization.safe_globals(list(CHECKPOINT_SAFE_TYPES)):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _refused(path: Path, key: str, err: BaseException) -> str:
+    wanted = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line), type(err).__name__)
+    return (f"{key}={path} is not a bnres checkpoint: it needs code to load ({wanted[:160]}); refused unread "
+            f"(checkpoints load weights-only)")
+
+
 def load_checkpoint(path: Path, key: str) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return safe_load(path)
     except FileNotFoundError:
         raise ConfigError(f"{key}={path} does not exist") from None
+    except UnpicklingError as err:
+        raise ConfigError(_refused(path, key, err)) from None
     except Exception as err:  # noqa: BLE001
         raise ConfigError(f"{key}={path} does not load ({type(err).__name__})") from None
 
@@ -261,7 +285,9 @@ def fit_and_record(
     test_metrics: dict[str, Any] = {}
     exit_code = 0
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # Lightning loads ckpt_path again: weights-only too (bnres.runs.runner.safe_load)
+        with torch.serialization.safe_globals(list(CHECKPOINT_SAFE_TYPES)):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if trainer.interrupted:
             raise KeyboardInterrupt("training was interrupted")
         if divergence.diverged:
