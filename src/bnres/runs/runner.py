@@ -201,8 +201,6 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path, previous: dict | None, 
         return None
     try:
         checkpoint = safe_load(last)
-    except UnpicklingError as err:  # weights_only refused a type: never run, never resumed
-        raise ConfigError(_refused(last, "hydra.run.dir / hydra.sweep.dir", err)) from None
     except Exception as err:  # noqa: BLE001 - any unreadable file means: do not resume from it
         log.warning("%s does not load (%s); starting over", last, err)
         if launch_rank() == 0:
