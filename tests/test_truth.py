@@ -53,7 +53,7 @@ def _refused(capsys, *argv: str) -> str:
         ("model.bn=false", "model.bn=false disagrees with bn=true"),
         ("optimizer.lr=0.5", "optimizer.lr=0.5 disagrees with lr=0.1"),
         ("data.shuffle_seed=3", "data.shuffle_seed=3 disagrees with seed=0"),
-        ("experiment=nope", "experiment='nope' is not one of: bn_lr, bn_lr_cifar10, bn_placement"),
+        ("experiment=nope", "experiment='nope' is not one of: bn_lr, bn_lr_cifar10, bn_lr_fashion, bn_placement"),
         ("model=resnet99", "model='resnet99' is not one of: lenet, mlp"),
         ("trainer.max_epoch=3", "trainer.max_epoch is not a setting of this config (did you mean trainer.max_epochs?)"),
         ("data.batch_size=5000", "data.batch_size=5000 is larger than the 4000 training images of mnist5k: the run would train nothing"),
